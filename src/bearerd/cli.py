@@ -1,0 +1,221 @@
+"""``bearerd`` command line: run, check, token, routes, demo, emulator.
+
+Settings are loaded here, once, and passed down. Diagnostics go to stderr so that stdout stays
+clean for what a script captures (``$(bearerd token secretapi)``). Exit codes: 0 success,
+1 runtime failure, 2 invalid configuration or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+import jwt
+import structlog
+
+from bearerd import __version__
+from bearerd.config import ClientSecretCredential, Settings, load_settings
+from bearerd.errors import ConfigError, ProxyError
+from bearerd.logs import configure_logging
+
+log = structlog.get_logger("bearerd.cli")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+DEFAULT_CONFIG = "/etc/bearerd/bearerd.toml"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bearerd",
+        description="Local daemon that adds Microsoft Entra access tokens to requests for Entra application proxy.",
+    )
+    parser.add_argument("--version", action="version", version=f"bearerd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-c", "--config", default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})")
+
+    def with_logging(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--log-format", choices=("auto", "json", "console"), help="override [server] log_format")
+        p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="override log_level")
+
+    run = sub.add_parser("run", help="run the daemon")
+    with_config(run)
+    with_logging(run)
+
+    check = sub.add_parser("check", help="validate the config (and with --acquire, fetch a token per route)")
+    with_config(check)
+    check.add_argument("--acquire", action="store_true", help="also acquire one token per route")
+
+    token = sub.add_parser("token", help="print an access token for a route (for ad-hoc use)")
+    with_config(token)
+    token.add_argument("route", help="route name, as in [routes.NAME]")
+
+    routes = sub.add_parser("routes", help="list routes: local entry -> upstream -> credential")
+    with_config(routes)
+
+    demo = sub.add_parser("demo", help="run a self-contained demo: Entra emulator + App Proxy emulator + daemon")
+    demo.add_argument("--port", type=int, default=8080, help="preferred local port (a free one if taken)")
+    demo.add_argument("--workdir", type=Path, help="where to write the demo's config and keys (default: temp dir)")
+    with_logging(demo)
+
+    emulator = sub.add_parser("emulator", help="run the Entra + App Proxy emulator alone")
+    emulator.add_argument("--workdir", type=Path, help="where to write its CA and client credentials")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    command: str = args.command
+    try:
+        if command == "run":
+            return _run(args)
+        if command == "check":
+            return _check(args)
+        if command == "token":
+            return _token(args)
+        if command == "routes":
+            return _routes(args)
+        if command == "demo":
+            from bearerd.demo import run_demo
+
+            configure_logging(args.log_format or "auto", args.log_level or "warning", stream=sys.stderr)
+            return asyncio.run(run_demo(args.port, args.workdir))
+        if command == "emulator":
+            from bearerd.demo import run_emulator
+
+            configure_logging("auto", "info", stream=sys.stderr)
+            return asyncio.run(run_emulator(args.workdir))
+    except ConfigError as exc:
+        print(f"bearerd: {exc}", file=sys.stderr)
+        print("bearerd: refusing to start; fix the settings above and run `bearerd check -c FILE`", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    return EXIT_USAGE  # pragma: no cover - argparse enforces the command
+
+
+def _load(path: str, stream: TextIO) -> Settings:
+    settings, warnings = load_settings(path)
+    for warning in warnings:
+        print(f"bearerd: warning: {warning}", file=stream)
+    return settings
+
+
+def _secrets_of(settings: Settings) -> list[str]:
+    secrets: list[str] = []
+    for cred in settings.credentials.values():
+        if isinstance(cred, ClientSecretCredential):
+            secrets.append(cred.secret.get_secret_value())
+    return secrets
+
+
+def _run(args: argparse.Namespace) -> int:
+    from bearerd.server import serve
+
+    settings, warnings = load_settings(args.config)
+    configure_logging(
+        args.log_format or settings.server.log_format,
+        args.log_level or settings.server.log_level,
+        secrets=_secrets_of(settings),
+    )
+    for warning in warnings:
+        log.warning("config.warning", message=warning)
+    try:
+        asyncio.run(serve(settings))
+    except OSError as exc:
+        log.error("startup_failed", error=str(exc))
+        print(f"bearerd: cannot start: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except asyncio.CancelledError:
+        return 130
+    return EXIT_OK
+
+
+def route_rows(settings: Settings) -> list[tuple[str, str, str, str]]:
+    rows = []
+    for name, route in settings.routes.items():
+        match = route.match
+        if match.path_prefix is not None:
+            entry = f"{', '.join(settings.server.listen)} {match.path_prefix}"
+        elif match.host is not None:
+            entry = f"Host: {match.host}"
+        else:
+            entry = f"{match.listen} (own port)"
+        rows.append((name, entry, route.upstream, route.credential))
+    return rows
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip() for row in [header, *rows]]
+    return "\n".join(lines)
+
+
+def _routes(args: argparse.Namespace) -> int:
+    settings = _load(args.config, sys.stderr)
+    print(_table(("ROUTE", "LOCAL ENTRY", "UPSTREAM", "CREDENTIAL"), route_rows(settings)))
+    return EXIT_OK
+
+
+def _check(args: argparse.Namespace) -> int:
+    settings = _load(args.config, sys.stderr)
+    print(f"{args.config}: OK — {len(settings.routes)} route(s), {len(settings.credentials)} credential(s)")
+    print(_table(("ROUTE", "LOCAL ENTRY", "UPSTREAM", "CREDENTIAL"), route_rows(settings)))
+    if not args.acquire:
+        return EXIT_OK
+    configure_logging("auto", "error", stream=sys.stderr, secrets=_secrets_of(settings))
+    results = asyncio.run(_acquire_all(settings, list(settings.routes)))
+    rows = []
+    for name, (token, error) in results.items():
+        kind = settings.credentials[settings.routes[name].credential].kind
+        if token is None:
+            rows.append((name, kind, "-", "-", f"FAILED: {error}"))
+            continue
+        claims = jwt.decode(token, options={"verify_signature": False})
+        expires = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(float(claims.get("exp", 0))))
+        rows.append((name, kind, str(claims.get("aud", "?")), expires, "OK"))
+    print()
+    print(_table(("ROUTE", "KIND", "AUDIENCE", "EXPIRES", "RESULT"), rows))
+    return EXIT_OK if all(t is not None for t, _ in results.values()) else EXIT_FAILED
+
+
+async def _acquire_all(settings: Settings, names: list[str]) -> dict[str, tuple[str | None, str | None]]:
+    """One token per route through the same providers the daemon uses (no listeners started)."""
+    from bearerd.tokens import Providers
+
+    providers = Providers(settings)
+    out: dict[str, tuple[str | None, str | None]] = {}
+    try:
+        for name in names:
+            try:
+                out[name] = (await providers.for_route(name).fetch(), None)
+            except ProxyError as exc:
+                out[name] = (None, exc.detail)
+    finally:
+        await providers.aclose()
+    return out
+
+
+def _token(args: argparse.Namespace) -> int:
+    settings = _load(args.config, sys.stderr)
+    if args.route not in settings.routes:
+        known = ", ".join(sorted(settings.routes))
+        print(f"bearerd: no route {args.route!r} in {args.config} (routes: {known})", file=sys.stderr)
+        return EXIT_USAGE
+    configure_logging("auto", "error", stream=sys.stderr, secrets=_secrets_of(settings))
+    token, error = asyncio.run(_acquire_all(settings, [args.route]))[args.route]
+    if token is None:
+        print(f"bearerd: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    print(token)
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

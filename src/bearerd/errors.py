@@ -1,0 +1,135 @@
+"""The one exception tree of bearerd, and its rendering as RFC 9457 problem+json.
+
+Every failure a caller can see is a ``ProxyError``; foreign errors (aiohttp client errors,
+MSAL error dicts, ``requests`` exceptions) are translated into one of these at exactly one
+boundary each (``proxy.py`` for the upstream, ``tokens.py`` for the identity provider), with
+``raise ... from exc`` so the operator's log keeps the cause while the caller sees none of it::
+
+    BearerdError
+    ├── ConfigError                   config file/env invalid: refuse to start
+    └── ProxyError                    rendered to the caller as problem+json
+        ├── BadRequest          400   malformed target, path escape, forbidden header
+        ├── ClientAuthRejected  401   client sent Authorization on a `reject` route
+        ├── Forbidden           403   absolute-form request for a host that is no route
+        ├── NoRoute             404   no route matches
+        ├── MethodNotAllowed    405   CONNECT: no token can be added inside a tunnel
+        ├── UpstreamUnreachable 502   connect refused/reset, TLS failure, bad response
+        ├── TokenRejected       502   the upstream refused a fresh token
+        ├── TokenUnavailable    503   no usable token (identity provider failing)
+        └── UpstreamTimeout     504   upstream too slow
+
+The ``type`` URIs are stable: clients and alerting may key on them, so never rename one.
+Messages (``detail``) are written for the person at the terminal and never carry a token,
+a secret or the query string of the request.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import ClassVar
+
+PROBLEM_TYPE_BASE = "urn:bearerd:problem:"
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+
+class BearerdError(Exception):
+    """Base of everything bearerd raises on purpose."""
+
+
+class ConfigError(BearerdError):
+    """The configuration can't be used; ``str()`` names file, location, field and the fix."""
+
+    def __init__(self, file: str, problems: list[str]) -> None:
+        self.file = file
+        self.problems = problems
+        lines = [f"invalid configuration in {file}:"] + [f"  - {p}" for p in problems]
+        super().__init__("\n".join(lines))
+
+
+class ProxyError(BearerdError):
+    """A failure the caller sees as a problem+json response."""
+
+    status: ClassVar[int] = 500
+    slug: ClassVar[str] = "internal"
+    title: ClassVar[str] = "Internal error"
+
+    def __init__(self, detail: str, *, route: str | None = None, retry_after: float | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.route = route
+        self.retry_after = retry_after
+
+    @property
+    def type_uri(self) -> str:
+        return PROBLEM_TYPE_BASE + self.slug
+
+    def headers(self) -> dict[str, str]:
+        """Extra response headers; Retry-After is whole seconds, at least 1 (RFC 9110 §10.2.3)."""
+        if self.retry_after is None:
+            return {}
+        return {"Retry-After": str(max(1, int(self.retry_after + 0.999)))}
+
+    def body(self) -> bytes:
+        problem: dict[str, object] = {
+            "type": self.type_uri,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if self.route is not None:
+            problem["route"] = self.route
+        return json.dumps(problem).encode()
+
+
+class BadRequest(ProxyError):
+    status = 400
+    slug = "bad-request"
+    title = "Bad request"
+
+
+class ClientAuthRejected(ProxyError):
+    status = 401
+    slug = "client-authorization-rejected"
+    title = "Client Authorization header not allowed on this route"
+
+
+class Forbidden(ProxyError):
+    status = 403
+    slug = "not-a-route"
+    title = "Host is not a configured route"
+
+
+class NoRoute(ProxyError):
+    status = 404
+    slug = "no-route"
+    title = "No route matches this request"
+
+
+class MethodNotAllowed(ProxyError):
+    status = 405
+    slug = "connect-not-supported"
+    title = "CONNECT is not supported"
+
+
+class UpstreamUnreachable(ProxyError):
+    status = 502
+    slug = "upstream-unreachable"
+    title = "Upstream unreachable"
+
+
+class TokenRejected(ProxyError):
+    status = 502
+    slug = "token-rejected"
+    title = "The upstream refused the access token"
+
+
+class TokenUnavailable(ProxyError):
+    status = 503
+    slug = "token-unavailable"
+    title = "No access token available"
+
+
+class UpstreamTimeout(ProxyError):
+    status = 504
+    slug = "upstream-timeout"
+    title = "Upstream timed out"

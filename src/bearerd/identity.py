@@ -1,0 +1,242 @@
+"""The boundary to MSAL: build one MSAL application per credential and translate its answers.
+
+MSAL is synchronous and surprising (see shared/MSAL-NOTES.md): discovery runs in the
+constructor, a 5xx raises while a 400 returns an error dict, and ``requests`` lets
+``REQUESTS_CA_BUNDLE`` silently replace a session's CA file. Everything MSAL does goes through
+this module, which
+
+* builds the MSAL app lazily (inside the worker thread, retried on the next acquisition when the
+  identity provider was down), never at import or config time;
+* gives MSAL an HTTP session whose trust (system CAs + ``ca_file``), outbound proxy and timeouts
+  come from the settings and cannot be overridden by the environment;
+* turns every outcome into an ``AcquiredToken`` or an ``IdentityProviderError`` whose message is
+  safe to log and to show (no token, secret or assertion, ever).
+
+Nothing here is async and nothing here is called on the event loop: ``tokens.py`` runs it in a
+worker thread.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import msal
+import requests
+from requests.adapters import HTTPAdapter
+
+from bearerd.config import CertificateCredential, ClientSecretCredential, Credential, Egress
+
+# The worker thread records the identity provider's Retry-After here; the caller owns the dict.
+_retry_after_sink: contextvars.ContextVar[dict[str, float] | None] = contextvars.ContextVar(
+    "bearerd_retry_after", default=None
+)
+
+
+class IdentityProviderError(Exception):
+    """A failed acquisition, described without any secret.
+
+    ``retry_after`` is the provider's own Retry-After when it sent one.
+    ``permanent`` marks answers that retrying won't fix (bad secret, unknown scope): they still
+    back off, just not as eagerly.
+    """
+
+    def __init__(self, message: str, *, code: str, retry_after: float | None = None, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retry_after = retry_after
+        self.permanent = permanent
+
+
+@dataclass(frozen=True, slots=True)
+class AcquiredToken:
+    value: str = field(repr=False)
+    expires_in: float
+    refresh_in: float | None
+    from_cache: bool
+
+
+def tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """System trust plus the configured CA file: ``ca_file`` adds trust, it doesn't replace it."""
+    context = ssl.create_default_context()
+    if ca_file:
+        context.load_verify_locations(cafile=ca_file)
+    return context
+
+
+class _ContextAdapter(HTTPAdapter):
+    """An adapter whose connection pools verify with our SSL context."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self._context = context
+        super().__init__(max_retries=0)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["ssl_context"] = self._context
+        super().init_poolmanager(*args, **kwargs)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        proxy_kwargs["ssl_context"] = self._context
+        return super().proxy_manager_for(proxy, **proxy_kwargs)
+
+
+class MsalSession(requests.Session):
+    """The HTTP client MSAL uses for one credential.
+
+    ``trust_env`` is off so ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` cannot override our trust;
+    the outbound proxy the environment asked for is applied explicitly from the settings instead.
+    MSAL's own timeout and retry adapter don't apply to a custom session, so they are set here.
+    """
+
+    def __init__(self, context: ssl.SSLContext, egress: Egress, connect_timeout: float, timeout: float) -> None:
+        super().__init__()
+        self.trust_env = False
+        self._egress = egress
+        self._timeout = (connect_timeout, timeout)
+        self.mount("https://", _ContextAdapter(context))
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        target = url.decode() if isinstance(url, bytes) else url
+        kwargs.setdefault("timeout", self._timeout)
+        proxy = self._egress.proxy_for(target)
+        if proxy and not kwargs.get("proxies"):
+            kwargs["proxies"] = {"https": proxy, "http": proxy}
+        response = super().request(method, url, *args, **kwargs)
+        sink = _retry_after_sink.get()
+        if sink is not None and response.status_code in (429, 503):
+            seconds = _parse_retry_after(response.headers.get("Retry-After"))
+            if seconds is not None:
+                sink["retry_after"] = seconds
+        return response
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _client_credential(cred: Credential) -> str | dict[str, str]:
+    if isinstance(cred, ClientSecretCredential):
+        return cred.secret.get_secret_value()
+    assert isinstance(cred, CertificateCredential)  # noqa: S101 - exhaustive union
+    material = {"private_key": cred.private_key_pem.get_secret_value(), "thumbprint": cred.thumbprint}
+    if cred.send_x5c:
+        # Subject name/issuer auth: MSAL then signs PS256 and sends the chain (x5c) too.
+        material["public_certificate"] = cred.certificate_pem
+    return material
+
+
+_PERMANENT_ERRORS = frozenset(
+    {"invalid_client", "unauthorized_client", "invalid_scope", "invalid_request", "unsupported_grant_type"}
+)
+
+
+class CredentialClient:
+    """One MSAL application for one credential, shared by all of its routes."""
+
+    def __init__(self, name: str, cred: Credential, egress: Egress) -> None:
+        self.name = name
+        self.credential = cred
+        self.ssl_context = tls_context(str(cred.ca_file) if cred.ca_file else None)
+        self._session = MsalSession(self.ssl_context, egress, cred.connect_timeout_s, cred.timeout_s)
+        self._app: msal.ConfidentialClientApplication | None = None
+        self._build_lock = threading.Lock()
+
+    def close(self) -> None:
+        self._session.close()
+
+    def _application(self) -> msal.ConfidentialClientApplication:
+        with self._build_lock:
+            if self._app is None:
+                self._app = msal.ConfidentialClientApplication(
+                    self.credential.client_id,
+                    client_credential=_client_credential(self.credential),
+                    authority=self.credential.authority_url,
+                    instance_discovery=False,
+                    http_client=self._session,
+                    token_cache=msal.TokenCache(),
+                )
+            return self._app
+
+    def acquire_for_client(self, scopes: tuple[str, ...], sink: dict[str, float]) -> AcquiredToken:
+        """Blocking: a new app-only token from the identity provider, never MSAL's cached copy.
+
+        bearerd is the cache (one in-memory token per route, refreshed early), so every call here
+        means "fetch a fresh one": MSAL's copy is dropped first, because MSAL would hand back its
+        cached token until 5 minutes before expiry and our early refresh would get nothing new.
+        """
+        _retry_after_sink.set(sink)
+        try:
+            app = self._application()
+            app.remove_tokens_for_client()
+            result = app.acquire_token_for_client(scopes=list(scopes))
+        except msal.exceptions.MsalServiceError as exc:  # MSAL raises on 5xx
+            status = getattr(exc, "error", None) or "server_error"
+            raise IdentityProviderError(
+                f"identity provider failed ({_first_line(str(status))})", code="server_error",
+                retry_after=sink.get("retry_after"),
+            ) from exc
+        except requests.Timeout as exc:
+            raise IdentityProviderError("identity provider timed out", code="timeout") from exc
+        except requests.ConnectionError as exc:
+            raise IdentityProviderError(
+                f"identity provider unreachable ({_connection_reason(exc)})", code="unreachable"
+            ) from exc
+        except requests.RequestException as exc:
+            raise IdentityProviderError(
+                f"identity provider request failed ({type(exc).__name__})", code="http"
+            ) from exc
+        except ValueError as exc:  # JSON decoding of a garbage answer, or a discovery document MSAL refuses
+            raise IdentityProviderError(
+                "identity provider sent an answer MSAL could not read (not JSON or an invalid discovery document)",
+                code="malformed",
+            ) from exc
+        if not isinstance(result, dict):
+            raise IdentityProviderError("identity provider returned no result", code="malformed")
+        if "error" in result:
+            code = str(result.get("error"))
+            raise IdentityProviderError(
+                f"identity provider refused: {code}: {_first_line(str(result.get('error_description', '')))}",
+                code=code,
+                retry_after=sink.get("retry_after"),
+                permanent=code in _PERMANENT_ERRORS,
+            )
+        token = result.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise IdentityProviderError("identity provider answer holds no access_token", code="malformed")
+        expires_in = float(result.get("expires_in") or 600)  # MSAL's own default when absent
+        refresh_on = result.get("refresh_on")
+        refresh_in = float(refresh_on) - time.time() if isinstance(refresh_on, int | float) else None
+        return AcquiredToken(
+            value=token,
+            expires_in=expires_in,
+            refresh_in=refresh_in,
+            from_cache=result.get("token_source") == "cache",
+        )
+
+
+def _first_line(text: str, limit: int = 240) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line[:limit]
+
+
+def _connection_reason(exc: requests.ConnectionError) -> str:
+    text = str(exc)
+    for marker in ("Connection refused", "Name or service not known", "certificate verify failed", "timed out"):
+        if marker in text:
+            return marker
+    return type(exc).__name__

@@ -1,0 +1,321 @@
+"""The request path: route, header hygiene, bearer injection, streamed bodies, refusal retry.
+
+One handler for every proxied request. Failures become problem+json here and only here
+(``ProxyError`` → response); aiohttp client errors are translated into ``ProxyError`` at the
+single place the upstream is called. Bodies are streamed in both directions, never buffered,
+except a small request body that is kept so the request can be replayed once if the upstream
+refuses the token (App Proxy answers a refused token with a redirect to the sign-in page).
+Redirects are never followed, so a token only ever goes to its route's upstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import aiohttp
+import structlog
+from aiohttp import web
+from multidict import CIMultiDict
+from yarl import URL
+
+from bearerd.errors import (
+    BadRequest,
+    Forbidden,
+    MethodNotAllowed,
+    NoRoute,
+    ProxyError,
+    TokenRejected,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
+from bearerd.headers import downstream_headers, upstream_headers
+from bearerd.routes import Route, RouteTable, split_target
+from bearerd.tokens import TokenProvider
+
+log = structlog.get_logger("bearerd.access")
+
+PROBLEM_HEADERS = {"Content-Type": "application/problem+json", "Cache-Control": "no-store"}
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """A route with its runtime companions, all computed once at start-up."""
+
+    route: Route
+    provider: TokenProvider
+    ssl: ssl.SSLContext | bool
+    proxy: str | None
+    timeout: aiohttp.ClientTimeout
+    sign_in_hosts: frozenset[str]
+    policy: str
+    replay_max_bytes: int
+
+
+class _Counter:
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
+
+class _ClientGone(Exception):
+    """The local client closed its connection; nothing left to answer."""
+
+
+def problem_response(error: ProxyError) -> web.Response:
+    headers = dict(PROBLEM_HEADERS)
+    headers.update(error.headers())
+    return web.Response(status=error.status, body=error.body(), headers=headers)
+
+
+class Proxy:
+    """Forwards requests for the routes of one or more listeners."""
+
+    def __init__(self, upstreams: dict[str, Upstream], session: aiohttp.ClientSession) -> None:
+        self.upstreams = upstreams
+        self.session = session
+
+    def handler(self, table: RouteTable, local_scheme: str = "http") -> web.Server:
+        async def handle(request: web.BaseRequest) -> web.StreamResponse:
+            return await self.handle(request, table, local_scheme)
+
+        return web.Server(handle, access_log=None, handler_cancellation=False)
+
+    async def handle(self, request: web.BaseRequest, table: RouteTable, local_scheme: str) -> web.StreamResponse:
+        started = time.perf_counter()
+        info: dict[str, object] = {"method": request.method}
+        status = 0
+        try:
+            response = await self._forward(request, table, local_scheme, info)
+            status = response.status
+            return response
+        except ProxyError as exc:
+            if request.transport is None or request.transport.is_closing():
+                status = 499  # the failure was the client leaving (e.g. mid-upload)
+                info["client_closed"] = True
+                return web.Response(status=499)
+            status = exc.status
+            info["problem"] = exc.slug
+            if exc.status >= 500:
+                info["detail"] = exc.detail
+            if exc.route is None and "route" in info:
+                exc.route = str(info["route"])
+            return problem_response(exc)
+        except _ClientGone:
+            status = 499  # nginx's convention: the client closed the connection
+            info["client_closed"] = True
+            # The connection is gone; aiohttp drops whatever we return.
+            return web.Response(status=499)
+        finally:
+            info["status"] = status
+            info["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
+            level = log.debug if status == 499 else log.info
+            level("request", **info)
+
+    async def _forward(
+        self, request: web.BaseRequest, table: RouteTable, local_scheme: str, info: dict[str, object]
+    ) -> web.StreamResponse:
+        if request.method == "CONNECT":
+            raise MethodNotAllowed(
+                "bearerd adds the token to each HTTP request, which it can't do inside a CONNECT tunnel; "
+                "point the client at http://127.0.0.1:<port>/<route prefix>/ instead of using it as an https proxy"
+            )
+        target = request.raw_path
+        if not target.startswith("/"):
+            raise Forbidden("absolute-form requests (forward-proxy use) are only served for configured routes")
+        hosts = request.headers.getall("Host", ())
+        if len(hosts) > 1:
+            raise BadRequest("more than one Host header")
+        path, query = split_target(target)
+        info["path"] = path
+        route = table.match(hosts[0] if hosts else None, path)
+        if route is None:
+            raise NoRoute("no route matches this path or host; `bearerd routes` lists the configured entry points")
+        info["route"] = route.name
+        upstream = self.upstreams[route.name]
+        try:
+            headers, add_token = upstream_headers(request.headers, upstream.policy, route.upstream_host)
+        except ProxyError as exc:
+            exc.route = route.name
+            raise
+        url = URL(route.upstream_target(path, query), encoded=True)
+
+        token: str | None = None
+        if add_token:
+            token = upstream.provider.current()
+            info["auth"] = "memory"
+            if token is None:
+                info["auth"] = "refresh"
+                try:
+                    token = await upstream.provider.fetch()
+                except ProxyError as exc:
+                    exc.route = route.name
+                    raise
+            headers["Authorization"] = "Bearer " + token
+        else:
+            info["auth"] = "client"
+
+        body: bytes | AsyncIterator[bytes] | None
+        bytes_in = _Counter()
+        if request.headers.get("Expect", "").lower() == "100-continue" and request.body_exists:
+            await request.writer.write(_CONTINUE)
+        if not request.body_exists:
+            body = None
+            replayable = True
+        elif request.content_length is not None and request.content_length <= upstream.replay_max_bytes:
+            body = await self._read_small_body(request)
+            bytes_in.n = len(body)
+            replayable = True
+        else:
+            body = _stream_body(request, bytes_in)
+            replayable = False
+
+        upstream_started = time.perf_counter()
+        attempt = await self._send(upstream, request.method, url, headers, body)
+        refused = self._refusal(attempt, upstream)
+        if refused is not None and token is not None:
+            new_token = await self._token_after_refusal(upstream.provider, token, replayable, route.name)
+            if new_token is not None:
+                attempt.release()
+                info["retried"] = True
+                headers["Authorization"] = "Bearer " + new_token
+                attempt = await self._send(upstream, request.method, url, headers, body)
+                refused = self._refusal(attempt, upstream)
+        if refused == "sign-in":
+            attempt.release()
+            hint = (
+                "check that the route's scopes name this app and that the credential may call it"
+                if replayable
+                else "the streamed request body could not be replayed; a new token was requested, send it again"
+            )
+            raise TokenRejected(
+                f"the upstream refused the access token (redirect to sign-in); {hint}", route=route.name
+            )
+        info["upstream_ms"] = round((time.perf_counter() - upstream_started) * 1000, 2)
+        info["bytes_in"] = bytes_in.n
+        try:
+            return await self._relay(request, attempt, route, local_scheme, info)
+        finally:
+            attempt.release()
+
+    async def _read_small_body(self, request: web.BaseRequest) -> bytes:
+        try:
+            return await request.read()
+        except (aiohttp.ClientConnectionResetError, ConnectionResetError, asyncio.IncompleteReadError) as exc:
+            raise _ClientGone() from exc
+
+    async def _send(
+        self,
+        upstream: Upstream,
+        method: str,
+        url: URL,
+        headers: CIMultiDict[str],
+        body: bytes | AsyncIterator[bytes] | None,
+    ) -> aiohttp.ClientResponse:
+        route = upstream.route.name
+        try:
+            return await self.session.request(
+                method,
+                url,
+                headers=headers,
+                data=body,
+                allow_redirects=False,
+                timeout=upstream.timeout,
+                ssl=upstream.ssl,
+                proxy=upstream.proxy,
+            )
+        except _ClientGone:
+            raise
+        except TimeoutError as exc:
+            raise UpstreamTimeout(
+                f"the upstream did not answer within {upstream.timeout.sock_read:g} s (route timeout_s)", route=route
+            ) from exc
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise UpstreamUnreachable(
+                "TLS certificate of the upstream could not be verified; add its CA with ca_file on the credential",
+                route=route,
+            ) from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise UpstreamUnreachable(
+                f"cannot connect to the upstream ({exc.strerror or type(exc).__name__})", route=route
+            ) from exc
+        except aiohttp.ClientResponseError as exc:
+            raise UpstreamUnreachable(f"the upstream sent an invalid response ({exc.message})", route=route) from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnreachable(f"the upstream connection failed ({type(exc).__name__})", route=route) from exc
+
+    def _refusal(self, response: aiohttp.ClientResponse, upstream: Upstream) -> str | None:
+        """"sign-in" when App Proxy redirects to the sign-in page, "401" for a 401, else None."""
+        if response.status == 401:
+            return "401"
+        if response.status in _REDIRECTS:
+            location = response.headers.get("Location", "")
+            host = (urlsplit(location).hostname or "").lower()
+            if host in upstream.sign_in_hosts:
+                return "sign-in"
+        return None
+
+    async def _token_after_refusal(
+        self, provider: TokenProvider, token: str, replayable: bool, route: str
+    ) -> str | None:
+        """A new token to retry with, or None (body not replayable, or refresh rate-limited)."""
+        if not replayable:
+            provider.reject(token)  # the next request gets a new token; this one can't be resent
+            return None
+        try:
+            return await provider.refresh_rejected(token)
+        except ProxyError as exc:
+            exc.route = route
+            raise
+
+    async def _relay(
+        self,
+        request: web.BaseRequest,
+        upstream_response: aiohttp.ClientResponse,
+        route: Route,
+        local_scheme: str,
+        info: dict[str, object],
+    ) -> web.StreamResponse:
+        headers = downstream_headers(upstream_response.headers)
+        location = headers.get("Location")
+        if location is not None:
+            local_origin = f"{local_scheme}://{request.headers.get('Host', request.host)}"
+            headers["Location"] = route.local_location(location, local_origin)
+        response = web.StreamResponse(status=upstream_response.status, reason=upstream_response.reason, headers=headers)
+        bytes_out = 0
+        try:
+            await response.prepare(request)
+            async for chunk in upstream_response.content.iter_any():
+                bytes_out += len(chunk)
+                await response.write(chunk)
+            await response.write_eof()
+        except (aiohttp.ClientConnectionResetError, ConnectionResetError) as exc:
+            info["bytes_out"] = bytes_out
+            raise _ClientGone() from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # Headers are out already: the only honest signal left is to cut the connection, so the
+            # client sees a truncated body instead of a complete-looking one.
+            info["bytes_out"] = bytes_out
+            info["upstream_error"] = type(exc).__name__
+            log.warning("upstream.body_failed", route=route.name, error_type=type(exc).__name__)
+            if request.transport is not None:
+                request.transport.close()
+            raise _ClientGone() from exc
+        info["bytes_out"] = bytes_out
+        return response
+
+
+async def _stream_body(request: web.BaseRequest, counter: _Counter) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in request.content.iter_any():
+            counter.n += len(chunk)
+            yield chunk
+    except (aiohttp.ClientConnectionResetError, ConnectionResetError, aiohttp.ClientPayloadError) as exc:
+        raise _ClientGone() from exc

@@ -1,0 +1,176 @@
+"""Match a request to a route and build its upstream URL without ever leaving the route.
+
+Pure code, no sockets: everything here is computed from the request target and the Host
+header. Per-route values (origin, base path, prefix) are computed once when the table is
+built so the per-request work is a dict lookup, a short prefix loop and string slicing.
+
+The request target is forwarded byte for byte (``%2F`` stays ``%2F``, the query is untouched);
+safety comes from *refusing* targets that could mean something else to the upstream — dot
+segments (also percent-encoded), empty segments, backslashes, control characters — never from
+rewriting them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import unquote_to_bytes, urlsplit
+
+from bearerd.config import RouteSettings
+from bearerd.errors import BadRequest
+
+MAX_TARGET_LENGTH = 8190
+_FORBIDDEN_RAW = frozenset(chr(c) for c in range(0x21)) | {"\x7f", "\\", "#"}
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A route with everything the request path needs precomputed."""
+
+    name: str
+    settings: RouteSettings
+    upstream_origin: str  # "https://host[:port]", no trailing slash
+    upstream_base: str  # upstream path without trailing slash ("" for the root)
+    upstream_root: str  # the upstream path for the route's own root ("/" or "/base/")
+    upstream_host: str  # value for the Host header
+    local_prefix: str | None  # "/secretapi" for path routes (no trailing slash), else None
+
+    @classmethod
+    def build(cls, name: str, settings: RouteSettings) -> Route:
+        url = urlsplit(settings.upstream)
+        scheme = url.scheme.lower()
+        host = (url.hostname or "").lower()
+        default_port = 443 if scheme == "https" else 80
+        netloc = f"[{host}]" if ":" in host else host
+        if url.port is not None and url.port != default_port:
+            netloc = f"{netloc}:{url.port}"
+        base = url.path.rstrip("/")
+        root = url.path if url.path.endswith("/") else (url.path + "/" if url.path else "/")
+        prefix = settings.match.path_prefix
+        return cls(
+            name=name,
+            settings=settings,
+            upstream_origin=f"{scheme}://{netloc}",
+            upstream_base=base,
+            upstream_root=root,
+            upstream_host=netloc,
+            local_prefix=prefix.rstrip("/") if prefix is not None else None,
+        )
+
+    def upstream_target(self, path: str, query: str) -> str:
+        """The upstream URL (already percent-encoded) for a checked local path and raw query."""
+        rest = path[len(self.local_prefix) :] if self.local_prefix is not None else path
+        upstream_path = self.upstream_base + rest if rest else self.upstream_root
+        return self.upstream_origin + upstream_path + query
+
+    def local_location(self, location: str, local_origin: str) -> str:
+        """Map an upstream ``Location`` back to the local entry point so the client stays on bearerd.
+
+        Locations elsewhere are returned unchanged: the daemon never follows them, and a client that
+        does follow one gets no token from us.
+        """
+        local_base = self.local_prefix or ""
+        if location.startswith("/") and not location.startswith("//"):
+            rest = self._strip_base(location)
+            return location if rest is None else local_base + rest
+        n = len(self.upstream_origin)
+        if location[:n].lower() == self.upstream_origin and location[n : n + 1] in ("", "/", "?"):
+            rest = self._strip_base(location[n:] or "/")
+            if rest is not None:
+                return local_origin + local_base + rest
+        return location
+
+    def _strip_base(self, path: str) -> str | None:
+        if not self.upstream_base:
+            return path
+        if path == self.upstream_base or path.startswith(self.upstream_base + "/"):
+            return path[len(self.upstream_base) :] or "/"
+        if path.startswith(self.upstream_base + "?"):
+            return "/" + path[len(self.upstream_base) :]
+        return None
+
+
+def split_target(target: str) -> tuple[str, str]:
+    """Check an origin-form request target; return (path, "?query" or "").
+
+    Raises ``BadRequest`` for anything that could resolve to a different path upstream than
+    the one we matched, or that a server might split into two requests.
+    """
+    if len(target) > MAX_TARGET_LENGTH:
+        raise BadRequest("the request target is longer than 8190 characters")
+    path, sep, query = target.partition("?")
+    if not path.startswith("/"):
+        raise BadRequest("the request target must be an absolute path such as /secretapi/status")
+    for ch in target:
+        if ch in _FORBIDDEN_RAW or ord(ch) > 0x7E:
+            raise BadRequest("the request target holds a control character, space, backslash, '#' or non-ASCII byte")
+    try:
+        decoded = unquote_to_bytes(path)
+    except ValueError:  # pragma: no cover - unquote_to_bytes leaves bad escapes alone
+        raise BadRequest("the path holds an invalid percent-escape") from None
+    if any(b < 0x20 or b == 0x7F for b in decoded) or b"\\" in decoded:
+        raise BadRequest("the path holds an encoded control character or backslash")
+    segments = decoded.split(b"/")
+    # segments[0] is the empty string before the leading slash; a trailing slash gives one more "".
+    for seg in segments[1:-1]:
+        if seg in (b"", b".", b".."):
+            raise BadRequest("the path holds '//', '.' or '..' segments (also percent-encoded); send a normalised path")
+    if segments[-1] in (b".", b".."):
+        raise BadRequest("the path holds '.' or '..' segments (also percent-encoded); send a normalised path")
+    return path, (sep + query)
+
+
+class RouteTable:
+    """Routes of one listener, matched host first, then the longest path prefix."""
+
+    def __init__(self, routes: Iterable[Route]) -> None:
+        self._host_port: dict[str, Route] = {}
+        self._host_any_port: dict[str, Route] = {}
+        prefixed: list[Route] = []
+        self.only: Route | None = None
+        for route in routes:
+            match = route.settings.match
+            if match.listen is not None:
+                self.only = route
+            elif match.host is not None:
+                host = match.host.lower()
+                if _has_port(host):
+                    self._host_port[host] = route
+                else:
+                    self._host_any_port[host] = route
+            else:
+                prefixed.append(route)
+        # Most specific first, so matching is a plain first-match loop.
+        self._prefixed = sorted(prefixed, key=lambda r: len(r.local_prefix or ""), reverse=True)
+
+    def routes(self) -> list[Route]:
+        every = [self.only] if self.only is not None else []
+        return every + list(self._host_port.values()) + list(self._host_any_port.values()) + self._prefixed
+
+    def match(self, host: str | None, path: str) -> Route | None:
+        if self.only is not None:
+            return self.only
+        if host and (self._host_port or self._host_any_port):
+            key = host.lower()
+            route = self._host_port.get(key)
+            if route is None:
+                route = self._host_any_port.get(_strip_port(key))
+            if route is not None:
+                return route
+        for route in self._prefixed:
+            prefix = route.local_prefix or ""
+            if path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/"):
+                return route
+        return None
+
+
+def _has_port(host: str) -> bool:
+    if host.startswith("["):
+        return "]:" in host
+    return host.count(":") == 1
+
+
+def _strip_port(host: str) -> str:
+    if host.startswith("["):
+        return host.split("]", 1)[0] + "]"
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host

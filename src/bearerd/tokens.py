@@ -1,0 +1,329 @@
+"""``TokenProvider``: one in-memory access token per (credential, scopes), kept fresh.
+
+The hot path is ``current()``: a synchronous read of an attribute and one clock comparison —
+no await, no lock, no thread hop, no MSAL call. Everything slow happens off that path:
+
+* **Single flight.** At most one acquisition task runs per provider; every caller that needs a
+  token awaits that same task (MSAL has no single flight of its own), so 1,000 simultaneous first
+  requests make one call to the identity provider.
+* **Early refresh.** A timer starts the next acquisition at MSAL's ``refresh_in`` or half the
+  lifetime, while the current token keeps being served; a request that sees the refresh time
+  passed (timer late, or refresh failing) nudges it too.
+* **Backoff.** A failure waits ``min(cap, base·2ⁿ)`` with jitter — or the provider's
+  ``Retry-After`` when longer — before the next attempt. While waiting, a still-valid token is
+  served; without one, callers get ``TokenUnavailable`` at once (503 + Retry-After) instead of
+  each of them hammering the identity provider.
+
+MSAL itself runs in a worker thread (``asyncio.to_thread``) because it is blocking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from bearerd.config import Settings
+from bearerd.errors import TokenUnavailable
+from bearerd.identity import AcquiredToken, CredentialClient, IdentityProviderError
+
+log = structlog.get_logger("bearerd.tokens")
+
+BACKOFF_BASE_S = 1.0
+BACKOFF_CAP_S = 60.0
+# Refused by a clear, permanent answer (bad secret, unknown scope): retrying faster won't help.
+BACKOFF_PERMANENT_MIN_S = 30.0
+# Stop using a token a little before it expires, so it doesn't expire on its way upstream.
+EXPIRY_MARGIN_MAX_S = 60.0
+# A refused token forces a new one at most this often, so an upstream that answers 401 for
+# reasons of its own cannot turn every request into a call to the identity provider.
+FORCED_REFRESH_MIN_INTERVAL_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    value: str = field(repr=False)
+    refresh_at: float  # monotonic: start getting the next one
+    usable_until: float  # monotonic: never send it after this
+    expires_on: float  # wall clock, for humans and metrics
+    acquired_at: float  # monotonic
+
+
+@dataclass(slots=True)
+class ProviderStatus:
+    """What /readyz and `bearerd check` show about a provider (never the token)."""
+
+    has_token: bool
+    expires_in_s: float | None
+    last_error: str | None
+    retry_in_s: float | None
+
+
+class TokenProvider:
+    def __init__(
+        self,
+        client: CredentialClient,
+        scopes: tuple[str, ...],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.client = client
+        self.scopes = scopes
+        self._clock = clock
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._token: Token | None = None
+        self._inflight: asyncio.Task[Token] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._failures = 0
+        self._next_attempt_at = 0.0
+        self._last_error: IdentityProviderError | None = None
+        self._last_forced = -FORCED_REFRESH_MIN_INTERVAL_S
+        self._closed = False
+        self.acquisitions = 0  # attempts made (for tests, logs and metrics)
+
+    @property
+    def credential_name(self) -> str:
+        return self.client.name
+
+    # -- hot path -----------------------------------------------------------------------------
+
+    def current(self) -> str | None:
+        """The token to send now, or None when the caller must ``await fetch()``."""
+        token = self._token
+        if token is None:
+            return None
+        now = self._clock()
+        if now < token.refresh_at:
+            return token.value
+        if now < token.usable_until:
+            self._refresh_in_background(now)
+            return token.value
+        return None
+
+    # -- slow path ----------------------------------------------------------------------------
+
+    async def fetch(self) -> str:
+        """Wait for a usable token; raise ``TokenUnavailable`` (with retry_after) when there is none."""
+        value = self.current()
+        if value is not None:
+            return value
+        now = self._clock()
+        if self._inflight is None and now < self._next_attempt_at:
+            raise self._unavailable(self._next_attempt_at - now)
+        task = self._start_acquisition()
+        try:
+            token = await asyncio.shield(task)
+        except IdentityProviderError:
+            raise self._unavailable(max(0.0, self._next_attempt_at - self._clock())) from None
+        return token.value
+
+    def reject(self, rejected: str) -> bool:
+        """The upstream refused ``rejected``: drop it and start getting another.
+
+        Returns whether a new token is (or already was) on its way. Only the first caller holding
+        the refused token forces an acquisition; forcing is rate-limited
+        (``FORCED_REFRESH_MIN_INTERVAL_S``) so an upstream that answers 401 for reasons of its own
+        can't turn every request into a call to the identity provider.
+        """
+        if self._inflight is not None:
+            return True
+        token = self._token
+        now = self._clock()
+        if token is not None and token.value != rejected and now < token.usable_until:
+            return True
+        if now - self._last_forced < FORCED_REFRESH_MIN_INTERVAL_S or now < self._next_attempt_at or self._closed:
+            return False
+        self._last_forced = now
+        if token is not None and token.value == rejected:
+            self._token = None
+        self._start_acquisition()
+        return True
+
+    async def refresh_rejected(self, rejected: str) -> str | None:
+        """A token other than ``rejected`` to retry with, or None when none is coming."""
+        if not self.reject(rejected):
+            return None
+        token = self._token
+        if self._inflight is None and token is not None and token.value != rejected:
+            return token.value
+        task = self._inflight
+        if task is None:
+            return None
+        try:
+            new = await asyncio.shield(task)
+        except IdentityProviderError:
+            raise self._unavailable(max(0.0, self._next_attempt_at - self._clock())) from None
+        return new.value if new.value != rejected else None
+
+    def warm_up(self) -> None:
+        """Start getting the first token in the background (failures are logged and backed off)."""
+        if self._token is None:
+            self._refresh_in_background(self._clock())
+
+    def status(self) -> ProviderStatus:
+        now = self._clock()
+        token = self._token
+        usable = token is not None and now < token.usable_until
+        return ProviderStatus(
+            has_token=usable,
+            expires_in_s=(token.expires_on - time.time()) if token is not None and usable else None,
+            last_error=str(self._last_error) if self._last_error is not None else None,
+            retry_in_s=max(0.0, self._next_attempt_at - now) if self._last_error is not None else None,
+        )
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        task = self._inflight
+        if task is not None:
+            # The worker thread can't be interrupted; waiting for it keeps shutdown orderly.
+            await asyncio.wait({task}, timeout=self.client.credential.timeout_s + 1)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _unavailable(self, retry_in: float) -> TokenUnavailable:
+        reason = str(self._last_error) if self._last_error is not None else "no token yet"
+        return TokenUnavailable(
+            f"no access token for credential {self.client.name!r}: {reason}; retrying in {retry_in:.0f} s",
+            retry_after=max(1.0, retry_in),
+        )
+
+    def _refresh_in_background(self, now: float) -> None:
+        if self._inflight is None and now >= self._next_attempt_at and not self._closed:
+            self._start_acquisition()
+
+    def _start_acquisition(self) -> asyncio.Task[Token]:
+        task = self._inflight
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._acquire(), name=f"token:{self.client.name}")
+            self._inflight = task
+            task.add_done_callback(self._acquisition_done)
+        return task
+
+    def _acquisition_done(self, task: asyncio.Task[Token]) -> None:
+        self._inflight = None
+        if not task.cancelled():
+            task.exception()  # retrieved: background refresh failures are logged in _acquire
+
+    async def _acquire(self) -> Token:
+        started = self._clock()
+        self.acquisitions += 1
+        sink: dict[str, float] = {}
+        try:
+            acquired = await asyncio.to_thread(self.client.acquire_for_client, self.scopes, sink)
+        except IdentityProviderError as exc:
+            self._on_failure(exc, started)
+            raise
+        except Exception as exc:
+            # Never let a surprise from MSAL take down a request or the loop: it is a failure like any.
+            error = IdentityProviderError(f"token acquisition failed unexpectedly ({type(exc).__name__})", code="bug")
+            log.error("token.acquire_crashed", credential=self.client.name, error_type=type(exc).__name__)
+            self._on_failure(error, started)
+            raise error from exc
+        return self._on_success(acquired, started)
+
+    def _on_success(self, acquired: AcquiredToken, started: float) -> Token:
+        now = self._clock()
+        lifetime = max(0.0, acquired.expires_in)
+        margin = min(EXPIRY_MARGIN_MAX_S, lifetime / 10)
+        refresh_in = acquired.refresh_in if acquired.refresh_in is not None else lifetime / 2
+        refresh_in = min(max(0.0, refresh_in), lifetime - margin)
+        token = Token(
+            value=acquired.value,
+            refresh_at=now + refresh_in,
+            usable_until=now + lifetime - margin,
+            expires_on=time.time() + lifetime,
+            acquired_at=now,
+        )
+        self._token = token
+        self._failures = 0
+        self._next_attempt_at = 0.0
+        self._last_error = None
+        log.info(
+            "token.acquired",
+            credential=self.client.name,
+            scopes=list(self.scopes),
+            expires_in_s=round(lifetime),
+            refresh_in_s=round(refresh_in),
+            duration_ms=round((now - started) * 1000, 1),
+        )
+        self._schedule(token.refresh_at)
+        return token
+
+    def _on_failure(self, error: IdentityProviderError, started: float) -> None:
+        now = self._clock()
+        self._failures += 1
+        ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (self._failures - 1))
+        delay = self._rng.uniform(ceiling / 2, ceiling)  # jitter spreads a fleet's retries apart
+        if error.permanent:
+            delay = max(delay, BACKOFF_PERMANENT_MIN_S)
+        if error.retry_after is not None:
+            delay = max(delay, error.retry_after)
+        self._next_attempt_at = now + delay
+        self._last_error = error
+        token = self._token
+        still_valid = token is not None and now < token.usable_until
+        log.warning(
+            "token.acquire_failed",
+            credential=self.client.name,
+            scopes=list(self.scopes),
+            error=str(error),
+            code=error.code,
+            retry_in_s=round(delay, 1),
+            failures=self._failures,
+            serving_valid_token=still_valid,
+            duration_ms=round((now - started) * 1000, 1),
+        )
+        if still_valid:
+            self._schedule(self._next_attempt_at)
+
+    def _schedule(self, at: float) -> None:
+        if self._closed:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, at - self._clock())
+        self._timer = loop.call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._refresh_in_background(self._clock())
+
+
+class Providers:
+    """The token providers of a configuration: one MSAL client per credential, one provider per
+    (credential, scopes), shared by every route that asks for the same token."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self.clients: dict[str, CredentialClient] = {}
+        self._by_key: dict[tuple[str, tuple[str, ...]], TokenProvider] = {}
+
+    def for_route(self, route_name: str) -> TokenProvider:
+        rs = self._settings.routes[route_name]
+        key = (rs.credential, tuple(rs.scopes))
+        provider = self._by_key.get(key)
+        if provider is None:
+            client = self.clients.get(rs.credential)
+            if client is None:
+                cred = self._settings.credentials[rs.credential]
+                client = self.clients[rs.credential] = CredentialClient(rs.credential, cred, self._settings.egress)
+            provider = self._by_key[key] = TokenProvider(client, key[1])
+        return provider
+
+    def all(self) -> list[TokenProvider]:
+        return list(self._by_key.values())
+
+    async def aclose(self) -> None:
+        for provider in self._by_key.values():
+            await provider.close()
+        for client in self.clients.values():
+            client.close()

@@ -1,0 +1,212 @@
+"""Config loading and validation: every error names file, table and field and says what to do."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bearerd.config import CertificateCredential, ClientSecretCredential, load_settings
+from bearerd.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+BASE = """
+[credentials.app]
+kind = "client_secret"
+tenant_id = "contoso"
+client_id = "cid"
+client_secret_env = "TEST_APP_SECRET"
+
+[routes.api]
+match = { path_prefix = "/api/" }
+upstream = "https://api-contoso.msappproxy.net/"
+credential = "app"
+scopes = ["https://api-contoso.msappproxy.net//.default"]
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "bearerd.toml"
+    path.write_text(text)
+    return path
+
+
+def problems(tmp_path: Path, text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, text))
+    assert info.value.file.endswith("bearerd.toml")
+    assert "bearerd.toml" in str(info.value)
+    return info.value.problems
+
+
+def test_valid_config_resolves_secret_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_APP_SECRET", "s3cr3t-value")
+    settings, warnings = load_settings(write(tmp_path, BASE))
+    cred = settings.credentials["app"]
+    assert isinstance(cred, ClientSecretCredential)
+    assert cred.secret.get_secret_value() == "s3cr3t-value"
+    assert "s3cr3t-value" not in repr(settings)
+    assert warnings == []
+    assert settings.server.listen == ["127.0.0.1:8080"]
+    assert cred.authority_url == "https://login.microsoftonline.com/contoso"
+
+
+def test_scope_with_double_slash_kept_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_APP_SECRET", "s3cr3t-value")
+    settings, _ = load_settings(write(tmp_path, BASE))
+    assert settings.routes["api"].scopes == ["https://api-contoso.msappproxy.net//.default"]
+
+
+def test_env_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_APP_SECRET", "s3cr3t-value")
+    monkeypatch.setenv("BEARERD_SERVER__LISTEN", '["127.0.0.1:9999"]')
+    settings, _ = load_settings(write(tmp_path, BASE))
+    assert settings.server.listen == ["127.0.0.1:9999"]
+
+
+def test_secret_file_relative_to_config_and_permissions(tmp_path: Path) -> None:
+    secret = tmp_path / "app.secret"
+    secret.write_text("file-secret-1\n")
+    secret.chmod(0o644)
+    text = BASE.replace('client_secret_env = "TEST_APP_SECRET"', 'client_secret_file = "app.secret"')
+    found = problems(tmp_path, text)
+    assert any("[credentials.app]" in p and "chmod 600" in p for p in found)
+    secret.chmod(0o600)
+    settings, _ = load_settings(write(tmp_path, text))
+    cred = settings.credentials["app"]
+    assert isinstance(cred, ClientSecretCredential)
+    assert cred.secret.get_secret_value() == "file-secret-1"
+
+
+def test_literal_secret_warns_loudly(tmp_path: Path) -> None:
+    text = BASE.replace('client_secret_env = "TEST_APP_SECRET"', 'client_secret = "literal-secret"')
+    _, warnings = load_settings(write(tmp_path, text))
+    assert any("SECURITY WARNING" in w and "client_secret_file" in w for w in warnings)
+
+
+def test_missing_env_secret_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TEST_APP_SECRET", raising=False)
+    (found,) = problems(tmp_path, BASE)
+    assert "[credentials.app]" in found and "TEST_APP_SECRET" in found
+
+
+def test_many_problems_reported_at_once(tmp_path: Path) -> None:
+    text = """
+[server]
+listn = ["127.0.0.1:1"]
+[credentials.b]
+kind = "magic"
+client_id = "x"
+[routes.r]
+match = { path_prefix = "nope/" }
+upstream = "ftp://x"
+credential = "b"
+scopes = []
+client_authorization = "move:"
+"""
+    found = problems(tmp_path, text)
+    joined = "\n".join(found)
+    assert "[server] listn" in joined and "did you mean 'listen'" in joined
+    assert "[credentials.b]" in joined and "client_secret or certificate" in joined
+    assert "[routes.r] match" in joined
+    assert "[routes.r] upstream" in joined and "https://" in joined
+    assert "[routes.r] scopes" in joined and "/.default" in joined
+    assert "[routes.r] client_authorization" in joined and "move:X-Original-Authorization" in joined
+
+
+def test_unknown_credential_reference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_APP_SECRET", "s3cr3t-value")
+    (found,) = problems(tmp_path, BASE.replace('credential = "app"', 'credential = "other"'))
+    assert "[routes.api]" in found and "'other'" in found and "known: app" in found
+
+
+def test_non_loopback_listen_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_APP_SECRET", "s3cr3t-value")
+    (found,) = problems(tmp_path, '[server]\nlisten = ["0.0.0.0:8080"]\n' + BASE)
+    assert "[server]" in found and "allow_remote" in found
+
+
+def test_authority_must_be_https_with_tenant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_APP_SECRET", "s3cr3t-value")
+    (found,) = problems(tmp_path, BASE.replace('tenant_id = "contoso"', 'authority = "http://login.example/"'))
+    assert "[credentials.app]" in found and "https://HOST/TENANT" in found
+
+
+def test_duplicate_prefix_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_APP_SECRET", "s3cr3t-value")
+    extra = BASE + '\n[routes.api2]\nmatch = { path_prefix = "/api" }\nupstream = "https://b/"\ncredential = "app"\nscopes = ["x"]\n'
+    (found,) = problems(tmp_path, extra)
+    assert "[routes.api2]" in found and "[routes.api]" in found
+
+
+def test_bad_toml(tmp_path: Path) -> None:
+    (found,) = problems(tmp_path, "x = [")
+    assert "not valid TOML" in found
+
+
+def test_certificate_credential_thumbprint(tmp_path: Path) -> None:
+    import datetime
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bearerd-test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    (tmp_path / "c.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file = tmp_path / "k.pem"
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    key_file.chmod(0o600)
+    text = BASE.replace(
+        'kind = "client_secret"', 'kind = "certificate"\ncertificate_file = "c.pem"\nprivate_key_file = "k.pem"'
+    ).replace('client_secret_env = "TEST_APP_SECRET"\n', "")
+    settings, _ = load_settings(write(tmp_path, text))
+    cred = settings.credentials["app"]
+    assert isinstance(cred, CertificateCredential)
+    expected = hashlib.sha1(cert.public_bytes(serialization.Encoding.DER), usedforsecurity=False).hexdigest()
+    assert cred.thumbprint == expected
+    # A key of another certificate is refused with a clear message.
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key_file.write_bytes(
+        other.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    (found,) = problems(tmp_path, text)
+    assert "does not belong to the certificate" in found
+
+
+def test_example_config_passes_check() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bearerd.cli", "check", "-c", str(ROOT / "config" / "bearerd.example.toml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "OK" in result.stdout and "secretapi" in result.stdout
+
+
+def test_check_refuses_bad_config_with_exit_2(tmp_path: Path) -> None:
+    path = write(tmp_path, "x = [")
+    result = subprocess.run(
+        [sys.executable, "-m", "bearerd.cli", "check", "-c", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert str(path) in result.stderr and "refusing to start" in result.stderr
