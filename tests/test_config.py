@@ -137,7 +137,11 @@ def test_authority_must_be_https_with_tenant(tmp_path: Path, monkeypatch: pytest
 
 def test_duplicate_prefix_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TEST_APP_SECRET", "s3cr3t-value")
-    extra = BASE + '\n[routes.api2]\nmatch = { path_prefix = "/api" }\nupstream = "https://b/"\ncredential = "app"\nscopes = ["x"]\n'
+    extra = (
+        BASE
+        + '\n[routes.api2]\nmatch = { path_prefix = "/api" }\nupstream = "https://b/"\n'
+        + 'credential = "app"\nscopes = ["x"]\n'
+    )
     (found,) = problems(tmp_path, extra)
     assert "[routes.api2]" in found and "[routes.api]" in found
 

@@ -31,7 +31,16 @@ def test_hop_by_hop_and_connection_named_headers_dropped() -> None:
     assert add
     assert out["Host"] == "api.example"
     assert out.getall("X-Keep") == ["a", "b"]
-    for gone in ("Connection", "X-Secret-Hop", "Keep-Alive", "TE", "Transfer-Encoding", "Upgrade", "Proxy-Authorization", "Expect"):
+    for gone in (
+        "Connection",
+        "X-Secret-Hop",
+        "Keep-Alive",
+        "TE",
+        "Transfer-Encoding",
+        "Upgrade",
+        "Proxy-Authorization",
+        "Expect",
+    ):
         assert gone not in out
 
 
@@ -42,7 +51,9 @@ def test_replace_drops_client_authorization() -> None:
 
 def test_move_carries_client_authorization_in_named_header() -> None:
     out, add = upstream_headers(
-        h(("Authorization", "Basic dXNlcjpwdw=="), ("X-Original-Authorization", "forged")), "move:X-Original-Authorization", "u"
+        h(("Authorization", "Basic dXNlcjpwdw=="), ("X-Original-Authorization", "forged")),
+        "move:X-Original-Authorization",
+        "u",
     )
     assert add
     assert out.getall("X-Original-Authorization") == ["Basic dXNlcjpwdw=="]
@@ -69,5 +80,13 @@ def test_passthrough_keeps_client_token_and_adds_none() -> None:
 
 
 def test_downstream_drops_hop_by_hop() -> None:
-    out = downstream_headers(h(("Connection", "close, X-Hop"), ("X-Hop", "1"), ("Transfer-Encoding", "chunked"), ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")))
+    out = downstream_headers(
+        h(
+            ("Connection", "close, X-Hop"),
+            ("X-Hop", "1"),
+            ("Transfer-Encoding", "chunked"),
+            ("Set-Cookie", "a=1"),
+            ("Set-Cookie", "b=2"),
+        )
+    )
     assert list(out.items()) == [("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")]

@@ -11,13 +11,18 @@ from bearerd.routes import Route, RouteTable, split_target
 
 def route(name: str, upstream: str = "https://api-contoso.msappproxy.net/", **match: str) -> Route:
     settings = RouteSettings(
-        match=RouteMatch(**match), upstream=upstream, credential="c", scopes=["https://api-contoso.msappproxy.net//.default"]
+        match=RouteMatch(**match),
+        upstream=upstream,
+        credential="c",
+        scopes=["https://api-contoso.msappproxy.net//.default"],
     )
     return Route.build(name, settings)
 
 
 def test_longest_prefix_wins_regardless_of_order() -> None:
-    table = RouteTable([route("root", path_prefix="/"), route("api", path_prefix="/api/"), route("v2", path_prefix="/api/v2/")])
+    table = RouteTable(
+        [route("root", path_prefix="/"), route("api", path_prefix="/api/"), route("v2", path_prefix="/api/v2/")]
+    )
     assert table.match(None, "/api/v2/x").name == "v2"  # type: ignore[union-attr]
     assert table.match(None, "/api/v1/x").name == "api"  # type: ignore[union-attr]
     assert table.match(None, "/other").name == "root"  # type: ignore[union-attr]
@@ -32,7 +37,11 @@ def test_prefix_matches_whole_segments_only() -> None:
 
 def test_host_match_with_and_without_port() -> None:
     table = RouteTable(
-        [route("any", host="secretapi.localhost"), route("exact", host="other.localhost:8080"), route("p", path_prefix="/p/")]
+        [
+            route("any", host="secretapi.localhost"),
+            route("exact", host="other.localhost:8080"),
+            route("p", path_prefix="/p/"),
+        ]
     )
     assert table.match("SecretAPI.localhost:9999", "/x").name == "any"  # type: ignore[union-attr]
     assert table.match("secretapi.localhost", "/x").name == "any"  # type: ignore[union-attr]
@@ -91,11 +100,16 @@ def test_escaping_targets_are_refused(target: str) -> None:
 def test_location_rewritten_to_local_entry() -> None:
     r = route("api", upstream="https://x.msappproxy.net/base/", path_prefix="/secretapi/")
     local = "http://127.0.0.1:8080"
-    assert r.local_location("https://x.msappproxy.net/base/next?a=1", local) == "http://127.0.0.1:8080/secretapi/next?a=1"
+    assert (
+        r.local_location("https://x.msappproxy.net/base/next?a=1", local) == "http://127.0.0.1:8080/secretapi/next?a=1"
+    )
     assert r.local_location("/base/next", local) == "/secretapi/next"
     assert r.local_location("https://X.msappproxy.net/base", local) == "http://127.0.0.1:8080/secretapi/"
     # Elsewhere: left alone (and never followed by the daemon).
-    assert r.local_location("https://login.microsoftonline.com/t/oauth2", local) == "https://login.microsoftonline.com/t/oauth2"
+    assert (
+        r.local_location("https://login.microsoftonline.com/t/oauth2", local)
+        == "https://login.microsoftonline.com/t/oauth2"
+    )
     assert r.local_location("https://x.msappproxy.net.evil/base/", local) == "https://x.msappproxy.net.evil/base/"
     assert r.local_location("/elsewhere", local) == "/elsewhere"
 

@@ -117,7 +117,7 @@ class Daemon:
         runner = web.ServerRunner(self.proxy.handler(table), shutdown_timeout=shutdown_timeout)
         await runner.setup()
         self._stack.push_async_callback(runner.cleanup)
-        site = web.TCPSite(runner, _bind_host(host), port, shutdown_timeout=shutdown_timeout)
+        site = web.TCPSite(runner, _bind_host(host), port)
         await site.start()
         bound = runner.addresses[-1]
         log.info("listening", address=f"{host}:{bound[1]}", routes=sorted(_names(table)))

@@ -66,6 +66,17 @@ def parse_hostport(value: str) -> tuple[str, int]:
     return host, port
 
 
+def origin_key(url: str) -> str:
+    """``host:port`` of an absolute URL, lower-case, with the scheme's default port filled in."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    default = 443 if parts.scheme.lower() == "https" else 80
+    return f"{(parts.hostname or '').lower()}:{port or default}"
+
+
 def is_loopback_host(host: str) -> bool:
     if host == "localhost":
         return True
@@ -169,8 +180,8 @@ class _CredentialBase(_Frozen):
 
     @property
     def sign_in_hosts(self) -> frozenset[str]:
-        host = urlsplit(self.authority_url).hostname or ""
-        return KNOWN_SIGN_IN_HOSTS | {host.lower()}
+        """Where App Proxy may send a refused caller: known sign-in hosts and the authority's host."""
+        return frozenset(f"{h}:443" for h in KNOWN_SIGN_IN_HOSTS) | {origin_key(self.authority_url)}
 
 
 class ClientSecretCredential(_CredentialBase):
@@ -330,8 +341,7 @@ class Settings(BaseSettings):
             if route.credential not in self.credentials:
                 known = ", ".join(sorted(self.credentials)) or "none defined"
                 raise ValueError(
-                    f"[routes.{name}] credential {route.credential!r} is not a [credentials.*] table "
-                    f"(known: {known})"
+                    f"[routes.{name}] credential {route.credential!r} is not a [credentials.*] table (known: {known})"
                 )
             key = route.match.path_prefix
             if key is not None:
@@ -404,8 +414,9 @@ def _load_secret_material(cred: Credential, environ: Mapping[str, str]) -> tuple
         else:
             secret = cred.client_secret.get_secret_value() if cred.client_secret else ""
             warnings.append(
-                "SECURITY WARNING: client_secret is written in the config file in clear text: anyone who can read the file "
-                "has the secret. Move it to client_secret_file (mode 0600) or client_secret_env"
+                "SECURITY WARNING: client_secret is written in the config file in clear text: "
+                "anyone who can read the file has the secret. "
+                "Move it to client_secret_file (mode 0600) or client_secret_env"
             )
         return cred.model_copy(update={"secret": SecretStr(secret)}), warnings
     key_path = cred.private_key_file or cred.certificate_file
@@ -449,7 +460,7 @@ _FIX_HINTS = {
     "missing": "add it",
     "extra_forbidden": "remove it (unknown setting)",
     "union_tag_invalid": "kind must be client_secret or certificate",
-    "union_tag_not_found": "add kind = \"client_secret\" or kind = \"certificate\"",
+    "union_tag_not_found": 'add kind = "client_secret" or kind = "certificate"',
 }
 
 
@@ -469,7 +480,7 @@ def _describe(loc: tuple[int | str, ...], kind: str, msg: str) -> str:
     if kind == "extra_forbidden" and parts:
         hint = _unknown_field_hint(parts)
     if kind == "too_short" and parts and parts[-1] == "scopes":
-        hint = "add the app's scope, e.g. scopes = [\"https://secretapi-contoso.msappproxy.net//.default\"]"
+        hint = 'add the app\'s scope, e.g. scopes = ["https://secretapi-contoso.msappproxy.net//.default"]'
     if not parts:  # cross-reference checks name their own table
         return msg + (f" — {hint}" if hint else "")
     where = f"{table} {field}".rstrip() if field else table

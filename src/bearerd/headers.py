@@ -39,9 +39,7 @@ def _connection_named(headers: CIMultiDictProxy[str]) -> frozenset[str]:
     return frozenset(t.strip().lower() for v in values for t in v.split(",") if t.strip())
 
 
-def upstream_headers(
-    incoming: CIMultiDictProxy[str], policy: str, upstream_host: str
-) -> tuple[CIMultiDict[str], bool]:
+def upstream_headers(incoming: CIMultiDictProxy[str], policy: str, upstream_host: str) -> tuple[CIMultiDict[str], bool]:
     """Headers to send upstream, and whether bearerd should add its own token.
 
     ``policy`` is the route's ``client_authorization``: ``replace`` drops the client's

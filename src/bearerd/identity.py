@@ -129,6 +129,18 @@ def _parse_retry_after(value: str | None) -> float | None:
         return None
 
 
+class _NoReplayCache(dict[Any, Any]):
+    """An ``http_cache`` that remembers nothing.
+
+    MSAL replays a 5xx/429 from this cache for seconds (a 400 for 60 s) without asking the
+    identity provider again. bearerd backs off itself — with jitter and the provider's own
+    Retry-After — so MSAL's replay would only delay recovery once the provider is back.
+    """
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        return None
+
+
 def _client_credential(cred: Credential) -> str | dict[str, str]:
     if isinstance(cred, ClientSecretCredential):
         return cred.secret.get_secret_value()
@@ -169,6 +181,7 @@ class CredentialClient:
                     instance_discovery=False,
                     http_client=self._session,
                     token_cache=msal.TokenCache(),
+                    http_cache=_NoReplayCache(),
                 )
             return self._app
 
@@ -187,7 +200,8 @@ class CredentialClient:
         except msal.exceptions.MsalServiceError as exc:  # MSAL raises on 5xx
             status = getattr(exc, "error", None) or "server_error"
             raise IdentityProviderError(
-                f"identity provider failed ({_first_line(str(status))})", code="server_error",
+                f"identity provider failed ({_first_line(str(status))})",
+                code="server_error",
                 retry_after=sink.get("retry_after"),
             ) from exc
         except requests.Timeout as exc:

@@ -15,7 +15,6 @@ import ssl
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import aiohttp
 import structlog
@@ -23,6 +22,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
+from bearerd.config import origin_key
 from bearerd.errors import (
     BadRequest,
     Forbidden,
@@ -252,13 +252,12 @@ class Proxy:
             raise UpstreamUnreachable(f"the upstream connection failed ({type(exc).__name__})", route=route) from exc
 
     def _refusal(self, response: aiohttp.ClientResponse, upstream: Upstream) -> str | None:
-        """"sign-in" when App Proxy redirects to the sign-in page, "401" for a 401, else None."""
+        """ "sign-in" when App Proxy redirects to the sign-in page, "401" for a 401, else None."""
         if response.status == 401:
             return "401"
         if response.status in _REDIRECTS:
             location = response.headers.get("Location", "")
-            host = (urlsplit(location).hostname or "").lower()
-            if host in upstream.sign_in_hosts:
+            if location.startswith(("https://", "http://")) and origin_key(location) in upstream.sign_in_hosts:
                 return "sign-in"
         return None
 

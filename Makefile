@@ -1,0 +1,29 @@
+# Two commands from a fresh machine: `make demo` and `make test`.
+# Both create the local virtualenv (.venv) on first use; only python3 >= 3.11 is needed.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint fmt clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "bearerd needs Python >= 3.11; set PYTHON=python3.11 or newer")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $@
+
+demo: $(STAMP)                 ## emulator + daemon on localhost, prints curl lines to try
+	$(BIN)/bearerd demo
+
+test: $(STAMP)                 ## the whole test suite, with coverage
+	$(BIN)/pytest --cov=bearerd --cov-report=term:skip-covered
+
+lint: $(STAMP)                 ## ruff + mypy --strict
+	$(BIN)/ruff check src tests
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -1,0 +1,197 @@
+"""One app published through Entra application proxy: verify the token, then forward.
+
+Verification is what the service does with pre-authentication: an RS256 signature by a key the
+tenant publishes, issuer, audience = the app's ID URI, tenant, ``exp``/``nbf``. A missing or bad
+token is answered the way App Proxy answers a browser — **302 to login.microsoftonline.com** — not
+401; bearerd must recognise that. A valid request goes to the internal backend byte for byte
+(raw path and query, streamed body), and backend ``Location`` headers are translated to the
+external URL as App Proxy's header translation does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import jwt
+from aiohttp import web
+from multidict import CIMultiDict
+from yarl import URL
+
+from bearerd.emulator.entra import EntraEmulator
+
+SIGN_IN_HOST = "login.microsoftonline.com"
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
+
+@dataclass(frozen=True)
+class SeenRequest:
+    method: str
+    raw_path: str
+    claims: dict[str, Any]
+    headers: list[tuple[str, str]]
+
+
+class AppProxyEmulator:
+    def __init__(
+        self,
+        name: str,
+        external_url: str,
+        backend_url: str,
+        entra: EntraEmulator,
+        *,
+        app_id_uri: str | None = None,
+        accept_app_only: bool = True,
+        required_scope: str | None = None,
+    ) -> None:
+        self.name = name
+        self.external_url = external_url if external_url.endswith("/") else external_url + "/"
+        self.backend_url = backend_url.rstrip("/")
+        self.entra = entra
+        # Real App Proxy apps get the external URL, with its trailing slash, as Application ID URI.
+        self.app_id_uri = app_id_uri or self.external_url
+        self.accept_app_only = accept_app_only
+        self.required_scope = required_scope
+        self.requests_seen: list[SeenRequest] = []
+        self.rejections: list[str] = []
+        self._reject_next = 0
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def scope(self) -> str:
+        return self.app_id_uri + "/.default"
+
+    def reject_next(self, count: int = 1) -> None:
+        """Refuse the next ``count`` valid tokens (as if revoked), to exercise bearerd's retry."""
+        self._reject_next += count
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        app.cleanup_ctx.append(self._client_session)
+        return app
+
+    async def _client_session(self, app: web.Application) -> Any:
+        self._session = aiohttp.ClientSession(
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+        )
+        yield
+        await self._session.close()
+
+    def _sign_in(self, reason: str) -> web.Response:
+        self.rejections.append(reason)
+        location = (
+            f"https://{SIGN_IN_HOST}/{self.entra.tenant_id}/oauth2/authorize?response_type=code"
+            f"&client_id={quote(self.app_id_uri, safe='')}&redirect_uri={quote(self.external_url, safe='')}"
+            "&response_mode=form_post&scope=openid"
+        )
+        return web.Response(
+            status=302,
+            headers={"Location": location, "Content-Type": "text/html; charset=utf-8"},
+            text=f'<html><body>Object moved to <a href="{location}">here</a>.</body></html>',
+        )
+
+    def _verify(self, request: web.Request) -> dict[str, Any] | str:
+        """The token's claims, or why it was refused."""
+        auth = request.headers.get("Authorization", "")
+        if not auth.startswith("Bearer "):
+            return "missing bearer token"
+        token = auth[len("Bearer ") :]
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.PyJWTError:
+            return "malformed token"
+        key = self.entra.public_keys().get(str(kid))
+        if key is None:
+            return "unknown signing key"
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=["RS256"],
+                audience=self.app_id_uri,
+                issuer=self.entra.issuer,
+                leeway=5,
+                options={"require": ["exp", "nbf", "iat", "aud", "iss", "tid"]},
+            )
+        except jwt.ExpiredSignatureError:
+            return "token expired"
+        except jwt.ImmatureSignatureError:
+            return "token not yet valid"
+        except jwt.InvalidAudienceError:
+            return "wrong audience"
+        except jwt.InvalidIssuerError:
+            return "wrong issuer"
+        except jwt.InvalidSignatureError:
+            return "bad signature"
+        except jwt.PyJWTError as exc:
+            return f"invalid token ({type(exc).__name__})"
+        if claims.get("tid") != self.entra.tenant_id:
+            return "wrong tenant"
+        scp = str(claims.get("scp", ""))
+        if not scp and not self.accept_app_only:
+            return "app-only tokens not accepted"
+        if scp and self.required_scope and self.required_scope not in scp.split():
+            return "missing required scope"
+        if self._reject_next > 0:
+            self._reject_next -= 1
+            return "token revoked (test hook)"
+        return claims
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        verdict = self._verify(request)
+        if isinstance(verdict, str):
+            # The body is not read: App Proxy redirects before accepting it.
+            return self._sign_in(verdict)
+        headers: CIMultiDict[str] = CIMultiDict()
+        named = {t.strip().lower() for v in request.headers.getall("Connection", ()) for t in v.split(",")}
+        for key, value in request.headers.items():
+            lowered = key.lower()
+            if lowered in _HOP_BY_HOP or lowered in named or lowered in ("host", "authorization"):
+                continue
+            headers.add(key, value)
+        self.requests_seen.append(SeenRequest(request.method, request.raw_path, verdict, list(headers.items())))
+        assert self._session is not None  # noqa: S101 - created by cleanup_ctx before serving
+        url = URL(self.backend_url + request.raw_path, encoded=True)
+        data = request.content if request.body_exists else None
+        async with self._session.request(
+            request.method, url, headers=headers, data=data, allow_redirects=False
+        ) as upstream:
+            out: CIMultiDict[str] = CIMultiDict()
+            upstream_named = {
+                t.strip().lower() for v in upstream.headers.getall("Connection", ()) for t in v.split(",")
+            }
+            for key, value in upstream.headers.items():
+                lowered = key.lower()
+                if lowered in _HOP_BY_HOP or lowered in upstream_named:
+                    continue
+                if lowered == "location" and value.startswith(self.backend_url):
+                    value = self.external_url.rstrip("/") + value[len(self.backend_url) :]
+                out.add(key, value)
+            response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=out)
+            await response.prepare(request)
+            try:
+                async for chunk in upstream.content.iter_any():
+                    await response.write(chunk)
+                await response.write_eof()
+            except (ConnectionError, aiohttp.ClientError):
+                # Either side went away mid-body: cut the other side too, as a real proxy does.
+                if request.transport is not None:
+                    request.transport.close()
+            return response

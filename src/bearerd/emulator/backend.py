@@ -1,0 +1,107 @@
+"""A sample internal API, the thing App Proxy publishes: echo, streams, redirects, slowness.
+
+Plain HTTP on loopback, like an on-premises backend behind the App Proxy connector. Large
+bodies are generated and consumed in chunks, never held whole, so tests can push gigabytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+from aiohttp import web
+
+CHUNK = 64 * 1024
+_PATTERN = bytes(range(256)) * (CHUNK // 256)
+
+
+def backend_app() -> web.Application:
+    app = web.Application()
+    app.router.add_get("/api/status", _status)
+    app.router.add_route("*", "/echo/{tail:.*}", _echo)
+    app.router.add_get("/download", _download)
+    app.router.add_route("POST", "/upload", _upload)
+    app.router.add_route("PUT", "/upload", _upload)
+    app.router.add_get("/redirect", _redirect)
+    app.router.add_get("/slow", _slow)
+    app.router.add_get("/stream", _stream)
+    app.router.add_get("/status/{code:[0-9]{3}}", _status_code)
+    return app
+
+
+async def _status(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok", "service": "secretapi"})
+
+
+async def _echo(request: web.Request) -> web.Response:
+    digest = hashlib.sha256()
+    size = 0
+    async for chunk in request.content.iter_any():
+        digest.update(chunk)
+        size += len(chunk)
+    return web.json_response(
+        {
+            "method": request.method,
+            "raw_path": request.raw_path,
+            "headers": [[k, v] for k, v in request.headers.items()],
+            "body_len": size,
+            "body_sha256": digest.hexdigest(),
+        }
+    )
+
+
+async def _download(request: web.Request) -> web.StreamResponse:
+    total = int(request.query.get("bytes", "0"))
+    response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+    if request.query.get("chunked") != "1":
+        response.content_length = total
+    await response.prepare(request)
+    left = total
+    try:
+        while left > 0:
+            n = min(left, CHUNK)
+            await response.write(_PATTERN[:n])
+            left -= n
+        await response.write_eof()
+    except ConnectionError:
+        pass  # the reader went away (tests do that on purpose); nothing to report
+    return response
+
+
+async def _upload(request: web.Request) -> web.Response:
+    digest = hashlib.sha256()
+    size = 0
+    async for chunk in request.content.iter_any():
+        digest.update(chunk)
+        size += len(chunk)
+    return web.json_response({"bytes": size, "sha256": digest.hexdigest()})
+
+
+async def _redirect(request: web.Request) -> web.Response:
+    target = request.query.get("to", "/api/status")
+    # Absolute, on the backend's own (internal) URL: App Proxy translates it to the external one.
+    raise web.HTTPFound(location=f"http://{request.host}{target}")
+
+
+async def _slow(request: web.Request) -> web.Response:
+    await asyncio.sleep(float(request.query.get("seconds", "1")))
+    return web.json_response({"slept": True})
+
+
+async def _stream(request: web.Request) -> web.StreamResponse:
+    chunks = int(request.query.get("chunks", "5"))
+    interval = float(request.query.get("interval", "0.1"))
+    response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+    await response.prepare(request)
+    try:
+        for i in range(chunks):
+            await response.write(f"chunk {i}\n".encode())
+            await asyncio.sleep(interval)
+        await response.write_eof()
+    except ConnectionError:
+        pass
+    return response
+
+
+async def _status_code(request: web.Request) -> web.Response:
+    return web.Response(status=int(request.match_info["code"]), text="status\n")

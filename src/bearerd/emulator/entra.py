@@ -1,0 +1,450 @@
+"""Entra ID v2 for one tenant: discovery, JWKS and the client-credentials token endpoint.
+
+Faithful where bearerd depends on it: MSAL accepts the discovery document, client secrets
+and certificate assertions are verified (signature, ``x5t``/``x5t#S256``, ``aud`` = token
+endpoint, ``iss`` = ``sub`` = client id, ``exp``/``nbf``), scopes resolve to registered resources
+exactly as written (``https://x//.default`` is not ``https://x/.default``), access tokens are
+RS256 JWTs shaped like Entra's v1 tokens, errors carry Entra's JSON shape. Client-credentials
+answers never hold ``client_info`` (MSAL would cache them under an account and never find them).
+
+For tests it records every token-endpoint call and injects faults on request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import secrets
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509 import load_pem_x509_certificate
+
+from bearerd.emulator.pki import thumbprints
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+_DEFAULT_SUFFIX = "/.default"
+
+
+@dataclass(frozen=True)
+class Fault:
+    """What the token endpoint does instead of (or before) answering normally."""
+
+    status: int | None = None  # answer with this status and an Entra-style JSON error
+    retry_after_s: float | None = None  # with a Retry-After header
+    delay_s: float = 0.0  # wait this long first (then answer normally unless another field says otherwise)
+    malformed: bool = False  # 200 with a body that is not JSON
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Fault:
+        return cls(
+            status=data.get("status"),
+            retry_after_s=data.get("retry_after_s"),
+            delay_s=float(data.get("delay_s", 0.0)),
+            malformed=bool(data.get("malformed", False)),
+        )
+
+
+class FaultPlan:
+    """Faults for the next N requests (``push``) or for every request until cleared (``set``)."""
+
+    def __init__(self) -> None:
+        self._queue: deque[Fault] = deque()
+        self._standing: Fault | None = None
+
+    def push(self, fault: Fault, times: int = 1) -> None:
+        self._queue.extend([fault] * times)
+
+    def set(self, fault: Fault) -> None:
+        self._standing = fault
+
+    def clear(self) -> None:
+        self._queue.clear()
+        self._standing = None
+
+    def next(self) -> Fault | None:
+        if self._queue:
+            return self._queue.popleft()
+        return self._standing
+
+
+@dataclass(frozen=True)
+class TokenCall:
+    client_id: str
+    grant_type: str
+    scope: str
+    auth_method: str
+    status: int
+    at: float
+
+
+@dataclass
+class Client:
+    client_id: str
+    secret: str | None = None
+    certificate_pem: bytes | None = None
+    roles: tuple[str, ...] = ()
+
+
+@dataclass
+class SigningKey:
+    kid: str
+    private_key: rsa.RSAPrivateKey = field(repr=False)
+
+    @classmethod
+    def generate(cls) -> SigningKey:
+        return cls(kid=secrets.token_hex(8), private_key=rsa.generate_private_key(public_exponent=65537, key_size=2048))
+
+    def jwk(self) -> dict[str, str]:
+        numbers = self.private_key.public_key().public_numbers()
+        return {
+            "kty": "RSA",
+            "use": "sig",
+            "alg": "RS256",
+            "kid": self.kid,
+            "n": _b64int(numbers.n),
+            "e": _b64int(numbers.e),
+        }
+
+
+def _b64int(value: int) -> str:
+    raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class EntraError(Exception):
+    def __init__(self, status: int, error: str, code: int, description: str) -> None:
+        super().__init__(description)
+        self.status = status
+        self.error = error
+        self.code = code
+        self.description = description
+
+
+class EntraEmulator:
+    def __init__(
+        self,
+        tenant_id: str,
+        *,
+        token_lifetime_s: int = 3600,
+        refresh_in_s: int | None = None,
+        clock_skew_s: int = 0,
+    ) -> None:
+        self.tenant_id = tenant_id
+        self.token_lifetime_s = token_lifetime_s
+        self.refresh_in_s = refresh_in_s
+        self.clock_skew_s = clock_skew_s
+        self.clients: dict[str, Client] = {}
+        self.resources: set[str] = set()
+        self.faults = FaultPlan()
+        self.calls: list[TokenCall] = []
+        self.discovery_calls = 0
+        self.issued_tokens: list[str] = []
+        self._keys = [SigningKey.generate()]
+
+    # -- registration --------------------------------------------------------------------------
+
+    def register_client(
+        self,
+        client_id: str,
+        *,
+        secret: str | None = None,
+        certificate_pem: bytes | None = None,
+        roles: tuple[str, ...] | list[str] = (),
+    ) -> None:
+        self.clients[client_id] = Client(client_id, secret, certificate_pem, tuple(roles))
+
+    def register_resource(self, app_id_uri: str) -> None:
+        self.resources.add(app_id_uri)
+
+    @property
+    def issuer(self) -> str:
+        """The ``iss`` of access tokens for App Proxy resources (v1 tokens)."""
+        return f"https://sts.windows.net/{self.tenant_id}/"
+
+    def rotate_signing_key(self) -> None:
+        self._keys.insert(0, SigningKey.generate())
+
+    def public_keys(self) -> dict[str, rsa.RSAPublicKey]:
+        return {k.kid: k.private_key.public_key() for k in self._keys}
+
+    def token_calls(self, client_id: str | None = None) -> int:
+        return sum(1 for c in self.calls if client_id is None or c.client_id == client_id)
+
+    # -- HTTP ----------------------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        t = "/{tenant}"
+        app.router.add_get(t + "/v2.0/.well-known/openid-configuration", self._discovery)
+        app.router.add_get(t + "/discovery/v2.0/keys", self._jwks)
+        app.router.add_post(t + "/oauth2/v2.0/token", self._token)
+        app.router.add_get("/_emulator/calls", self._control_calls)
+        app.router.add_post("/_emulator/faults", self._control_fault)
+        app.router.add_delete("/_emulator/faults", self._control_clear)
+        return app
+
+    def _base(self, request: web.Request) -> str:
+        return f"https://{request.host}/{self.tenant_id}"
+
+    def _check_tenant(self, request: web.Request) -> None:
+        if request.match_info["tenant"] != self.tenant_id:
+            raise EntraError(
+                400, "invalid_tenant", 90002, f"AADSTS90002: Tenant '{request.match_info['tenant']}' not found."
+            )
+
+    async def _discovery(self, request: web.Request) -> web.Response:
+        self.discovery_calls += 1
+        try:
+            self._check_tenant(request)
+        except EntraError as exc:
+            return self._error_response(exc)
+        base = self._base(request)
+        return web.json_response(
+            {
+                "issuer": f"{base}/v2.0",
+                "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+                "token_endpoint": f"{base}/oauth2/v2.0/token",
+                "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
+                "end_session_endpoint": f"{base}/oauth2/v2.0/logout",
+                "jwks_uri": f"{base}/discovery/v2.0/keys",
+                "response_modes_supported": ["query", "fragment", "form_post"],
+                "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+                "subject_types_supported": ["pairwise"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+                "token_endpoint_auth_methods_supported": [
+                    "client_secret_post",
+                    "private_key_jwt",
+                    "client_secret_basic",
+                ],
+                "scopes_supported": ["openid", "profile", "email", "offline_access"],
+                "tenant_region_scope": None,
+                "cloud_instance_name": "microsoftonline.com",
+            }
+        )
+
+    async def _jwks(self, request: web.Request) -> web.Response:
+        return web.json_response({"keys": [k.jwk() for k in self._keys]})
+
+    async def _token(self, request: web.Request) -> web.StreamResponse:
+        form = await request.post()
+        fields = {k: str(v) for k, v in form.items()}
+        client_id = fields.get("client_id", "")
+        grant_type = fields.get("grant_type", "")
+        scope = fields.get("scope", "")
+        method = "assertion" if "client_assertion" in fields else "secret" if "client_secret" in fields else "none"
+        fault = self.faults.next()
+        status = 200
+        try:
+            if fault is not None:
+                if fault.delay_s:
+                    await asyncio.sleep(fault.delay_s)
+                if fault.malformed:
+                    return web.Response(
+                        status=200, text="<html><body>Service unavailable</body></html>", content_type="text/html"
+                    )
+                if fault.status is not None:
+                    status = fault.status
+                    headers = {"Retry-After": f"{fault.retry_after_s:g}"} if fault.retry_after_s is not None else {}
+                    error = "temporarily_unavailable" if fault.status in (429, 503) else "server_error"
+                    return self._error_response(
+                        EntraError(fault.status, error, 50196, f"AADSTS50196: injected fault {fault.status}."), headers
+                    )
+            try:
+                self._check_tenant(request)
+                body = self._grant(request, fields)
+            except EntraError as exc:
+                status = exc.status
+                return self._error_response(exc)
+            return web.json_response(body)
+        finally:
+            self.calls.append(TokenCall(client_id, grant_type, scope, method, status, time.monotonic()))
+
+    def _grant(self, request: web.Request, fields: dict[str, str]) -> dict[str, Any]:
+        if fields.get("grant_type") != "client_credentials":
+            raise EntraError(
+                400, "unsupported_grant_type", 70003, "AADSTS70003: The app requested an unsupported grant type."
+            )
+        client = self._authenticate(request, fields)
+        resource = self._resource(fields.get("scope", ""))
+        token = self._issue(resource, client)
+        body: dict[str, Any] = {
+            "token_type": "Bearer",
+            "expires_in": self.token_lifetime_s,
+            "ext_expires_in": self.token_lifetime_s,
+            "access_token": token,
+        }
+        if self.refresh_in_s is not None:
+            body["refresh_in"] = self.refresh_in_s
+        return body
+
+    def _authenticate(self, request: web.Request, fields: dict[str, str]) -> Client:
+        client_id = fields.get("client_id", "")
+        client = self.clients.get(client_id)
+        if client is None:
+            raise EntraError(
+                400,
+                "unauthorized_client",
+                700016,
+                f"AADSTS700016: Application with identifier '{client_id}' was not found.",
+            )
+        if "client_secret" in fields:
+            if client.secret is None or not hmac.compare_digest(client.secret, fields["client_secret"]):
+                raise EntraError(
+                    401,
+                    "invalid_client",
+                    7000215,
+                    "AADSTS7000215: Invalid client secret provided. Ensure the secret "
+                    "being sent in the request is the client secret value, not the client secret ID.",
+                )
+            return client
+        if fields.get("client_assertion_type") == ASSERTION_TYPE and "client_assertion" in fields:
+            self._verify_assertion(request, client, fields["client_assertion"])
+            return client
+        raise EntraError(
+            401,
+            "invalid_client",
+            7000218,
+            "AADSTS7000218: The request body must contain 'client_assertion' or 'client_secret'.",
+        )
+
+    def _verify_assertion(self, request: web.Request, client: Client, assertion: str) -> None:
+        refused = EntraError(
+            401, "invalid_client", 700027, "AADSTS700027: Client assertion failed signature validation."
+        )
+        if client.certificate_pem is None:
+            raise refused
+        try:
+            header = jwt.get_unverified_header(assertion)
+        except jwt.PyJWTError:
+            raise refused from None
+        sha1, sha256 = thumbprints(client.certificate_pem)
+        # MSAL pads its base64url thumbprints; Entra compares the digests, so padding doesn't matter.
+        x5t_s256 = str(header.get("x5t#S256", "")).rstrip("=")
+        x5t = str(header.get("x5t", "")).rstrip("=")
+        if x5t_s256 != _b64(sha256) and x5t != _b64(sha1):
+            raise EntraError(
+                401,
+                "invalid_client",
+                700027,
+                "AADSTS700027: The certificate with identifier used to sign the client "
+                "assertion is not registered on application.",
+            )
+        public_key = load_pem_x509_certificate(client.certificate_pem).public_key()
+        endpoint = f"{self._base(request)}/oauth2/v2.0/token"
+        try:
+            claims = jwt.decode(
+                assertion,
+                public_key,  # type: ignore[arg-type]
+                algorithms=["RS256", "PS256"],
+                audience=endpoint,
+                leeway=60,
+                options={"require": ["exp", "aud", "iss", "sub"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise EntraError(
+                401, "invalid_client", 700024, "AADSTS700024: Client assertion is not within its valid time range."
+            ) from None
+        except jwt.InvalidAudienceError:
+            raise EntraError(
+                401,
+                "invalid_client",
+                700021,
+                "AADSTS700021: Client assertion audience claim does not match Realm issuer.",
+            ) from None
+        except jwt.PyJWTError:
+            raise refused from None
+        if claims.get("iss") != client.client_id or claims.get("sub") != client.client_id:
+            raise EntraError(
+                401, "invalid_client", 700023, "AADSTS700023: Client assertion iss/sub must be the client id."
+            )
+
+    def _resource(self, scope: str) -> str:
+        scopes = scope.split()
+        if len(scopes) != 1 or not scopes[0].endswith(_DEFAULT_SUFFIX):
+            raise EntraError(
+                400,
+                "invalid_scope",
+                1002012,
+                f"AADSTS1002012: The provided value for scope {scope} is not valid. "
+                "Client credential flows must have a scope value with /.default suffixed to the resource identifier.",
+            )
+        resource = scopes[0][: -len(_DEFAULT_SUFFIX)]
+        if resource not in self.resources:
+            raise EntraError(
+                400,
+                "invalid_scope",
+                500011,
+                f"AADSTS500011: The resource principal named {resource} was not found "
+                f"in the tenant named {self.tenant_id}.",
+            )
+        return resource
+
+    def _issue(self, audience: str, client: Client) -> str:
+        now = int(time.time()) + self.clock_skew_s
+        claims = {
+            "aud": audience,
+            "iss": self.issuer,
+            "iat": now,
+            "nbf": now,
+            "exp": now + self.token_lifetime_s,
+            "tid": self.tenant_id,
+            "appid": client.client_id,
+            "azp": client.client_id,
+            "appidacr": "2" if client.certificate_pem else "1",
+            "roles": list(client.roles),
+            "oid": str(uuid.uuid5(uuid.NAMESPACE_URL, client.client_id)),
+            "sub": str(uuid.uuid5(uuid.NAMESPACE_URL, client.client_id)),
+            "ver": "1.0",
+            "uti": secrets.token_urlsafe(16),
+            "jti": secrets.token_urlsafe(16),
+        }
+        key = self._keys[0]
+        token = jwt.encode(claims, key.private_key, algorithm="RS256", headers={"kid": key.kid, "typ": "JWT"})
+        self.issued_tokens.append(token)
+        return token
+
+    def _error_response(self, exc: EntraError, headers: dict[str, str] | None = None) -> web.Response:
+        body = {
+            "error": exc.error,
+            "error_description": f"{exc.description}\r\nTrace ID: {uuid.uuid4()}\r\nCorrelation ID: {uuid.uuid4()}",
+            "error_codes": [exc.code],
+            "timestamp": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()),
+            "trace_id": str(uuid.uuid4()),
+            "correlation_id": str(uuid.uuid4()),
+        }
+        return web.json_response(body, status=exc.status, headers=headers)
+
+    # -- control -------------------------------------------------------------------------------
+
+    async def _control_calls(self, request: web.Request) -> web.Response:
+        by_client: dict[str, int] = {}
+        for call in self.calls:
+            by_client[call.client_id] = by_client.get(call.client_id, 0) + 1
+        return web.json_response(
+            {"token_calls": len(self.calls), "by_client": by_client, "discovery_calls": self.discovery_calls}
+        )
+
+    async def _control_fault(self, request: web.Request) -> web.Response:
+        data = await request.json()
+        fault = Fault.from_json(data)
+        if data.get("standing"):
+            self.faults.set(fault)
+        else:
+            self.faults.push(fault, int(data.get("times", 1)))
+        return web.json_response({"ok": True})
+
+    async def _control_clear(self, request: web.Request) -> web.Response:
+        self.faults.clear()
+        return web.json_response({"ok": True})

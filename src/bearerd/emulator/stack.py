@@ -1,0 +1,102 @@
+"""``EmulatorStack``: Entra + backend + App Proxy apps on loopback, started and stopped together.
+
+Sockets are bound first (port 0) so every URL — authority, external URLs, app ID URIs — is
+known before the apps are built. Used by ``bearerd demo``, ``bearerd emulator`` and the tests.
+"""
+
+from __future__ import annotations
+
+import secrets
+import socket
+from pathlib import Path
+from types import TracebackType
+
+from aiohttp import web
+
+from bearerd.emulator.appproxy import AppProxyEmulator
+from bearerd.emulator.backend import backend_app
+from bearerd.emulator.entra import EntraEmulator
+from bearerd.emulator.pki import LocalCA, make_client_certificate, write_private
+
+DEFAULT_TENANT = "7e5a1f00-0000-4000-8000-00000000b0d1"
+SECRET_CLIENT_ID = "0b5e0000-0000-4000-8000-0000000c11e1"  # noqa: S105 - an app ID, not a secret
+CERT_CLIENT_ID = "0b5e0000-0000-4000-8000-0000000c11e2"
+
+
+def _bound_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+class EmulatorStack:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        token_lifetime_s: int = 3600,
+        refresh_in_s: int | None = None,
+        apps: tuple[str, ...] = ("secretapi",),
+        tenant_id: str = DEFAULT_TENANT,
+    ) -> None:
+        self.workdir = workdir
+        self.tenant_id = tenant_id
+        self.entra = EntraEmulator(tenant_id, token_lifetime_s=token_lifetime_s, refresh_in_s=refresh_in_s)
+        self._app_names = apps
+        self.apps: dict[str, AppProxyEmulator] = {}
+        self.secret_client_id = SECRET_CLIENT_ID
+        self.cert_client_id = CERT_CLIENT_ID
+        self.client_secret_file = workdir / "client-secret"
+        self.cert_file = workdir / "client-cert.pem"
+        self.key_file = workdir / "client-key.pem"
+        self.ca_file = workdir / "ca.pem"
+        self.authority = ""
+        self.backend_url = ""
+        self._runners: list[web.BaseRunner] = []
+
+    async def __aenter__(self) -> EmulatorStack:
+        try:
+            await self._start()
+        except BaseException:
+            await self._stop()
+            raise
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._stop()
+
+    async def _serve(self, app: web.Application, sock: socket.socket, tls: bool) -> None:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        self._runners.append(runner)
+        site = web.SockSite(runner, sock, ssl_context=self._ca.server_context() if tls else None)
+        await site.start()
+
+    async def _start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._ca = LocalCA(self.workdir)
+        secret = secrets.token_urlsafe(32)
+        write_private(self.client_secret_file, secret.encode())
+        cert_pem = make_client_certificate(self.cert_file, self.key_file, "bearerd-emulator-client")
+        self.entra.register_client(self.secret_client_id, secret=secret, roles=["Api.Access"])
+        self.entra.register_client(self.cert_client_id, certificate_pem=cert_pem, roles=["Api.Access"])
+
+        entra_sock, backend_sock = _bound_socket(), _bound_socket()
+        self.authority = f"https://127.0.0.1:{entra_sock.getsockname()[1]}/{self.tenant_id}"
+        self.backend_url = f"http://127.0.0.1:{backend_sock.getsockname()[1]}"
+        await self._serve(self.entra.app(), entra_sock, tls=True)
+        await self._serve(backend_app(), backend_sock, tls=False)
+        for name in self._app_names:
+            sock = _bound_socket()
+            app = AppProxyEmulator(name, f"https://127.0.0.1:{sock.getsockname()[1]}/", self.backend_url, self.entra)
+            self.entra.register_resource(app.app_id_uri)
+            self.apps[name] = app
+            await self._serve(app.app(), sock, tls=True)
+
+    async def _stop(self) -> None:
+        for runner in reversed(self._runners):
+            await runner.cleanup()
+        self._runners.clear()

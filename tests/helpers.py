@@ -1,0 +1,109 @@
+"""Test helpers shared by several test modules (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from bearerd.app import Daemon
+from bearerd.config import Settings
+from bearerd.emulator import EmulatorStack
+
+TEST_APPS = ("secretapi", "otherapi")
+
+
+def log_events(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(value)
+
+
+def render_toml(tables: dict[str, dict[str, Any]]) -> str:
+    out = []
+    for name, fields in tables.items():
+        out.append(f"[{name}]")
+        out.extend(f"{k} = {toml_value(v)}" for k, v in fields.items())
+        out.append("")
+    return "\n".join(out)
+
+
+def stack_tables(stack: EmulatorStack, **route_overrides: Any) -> dict[str, dict[str, Any]]:
+    """A config for the stack: a secret credential, a certificate credential, one route per app."""
+    app = stack.apps["secretapi"]
+    other = stack.apps["otherapi"]
+    route: dict[str, Any] = {
+        "match": {"path_prefix": "/secretapi/"},
+        "upstream": app.external_url,
+        "credential": "emu-secret",
+        "scopes": [app.scope],
+    }
+    route.update(route_overrides)
+    return {
+        "server": {"listen": ["127.0.0.1:0"], "admin": "127.0.0.1:0", "shutdown_timeout_s": 5},
+        "credentials.emu-secret": {
+            "kind": "client_secret",
+            "authority": stack.authority,
+            "client_id": stack.secret_client_id,
+            "client_secret_file": str(stack.client_secret_file),
+            "ca_file": str(stack.ca_file),
+        },
+        "credentials.emu-cert": {
+            "kind": "certificate",
+            "authority": stack.authority,
+            "client_id": stack.cert_client_id,
+            "certificate_file": str(stack.cert_file),
+            "private_key_file": str(stack.key_file),
+            "ca_file": str(stack.ca_file),
+        },
+        "routes.secretapi": route,
+        "routes.otherapi": {
+            "match": {"path_prefix": "/otherapi/"},
+            "upstream": other.external_url,
+            "credential": "emu-cert",
+            "scopes": [other.scope],
+        },
+    }
+
+
+ConfigWriter = Callable[..., Path]
+
+
+@dataclass
+class Running:
+    daemon: Daemon
+    base: str
+    admin: str
+    session: aiohttp.ClientSession
+
+    def url(self, target: str) -> URL:
+        return URL(self.base + target, encoded=True)
+
+
+async def start(settings: Settings) -> AsyncIterator[Running]:
+    async with (
+        Daemon(settings) as daemon,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), auto_decompress=False) as session,
+    ):
+        host, port = daemon.listen_addresses[0]
+        admin = daemon.admin_address
+        assert admin is not None
+        yield Running(daemon, f"http://{host}:{port}", f"http://{admin[0]}:{admin[1]}", session)
