@@ -46,5 +46,5 @@ def settings(write_config: ConfigWriter) -> Settings:
 
 @pytest.fixture
 async def running(settings: Settings) -> AsyncIterator[Running]:
-    async for r in start(settings):
+    async with start(settings) as r:
         yield r

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,7 @@ class Running:
         return URL(self.base + target, encoded=True)
 
 
+@asynccontextmanager
 async def start(settings: Settings) -> AsyncIterator[Running]:
     async with (
         Daemon(settings) as daemon,

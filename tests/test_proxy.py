@@ -62,7 +62,7 @@ async def test_hop_by_hop_dropped_and_client_authorization_replaced(running: Run
 
 async def test_move_policy_keeps_client_authorization(stack: EmulatorStack, write_config: ConfigWriter) -> None:
     settings = load_settings(write_config(client_authorization="move:X-Original-Authorization"))[0]
-    async for running in start(settings):
+    async with start(settings) as running:
         headers = {"Authorization": "Basic Y2xpZW50OnB3"}
         async with running.session.get(running.url("/secretapi/echo/m"), headers=headers) as resp:
             assert resp.status == 200
@@ -73,7 +73,7 @@ async def test_move_policy_keeps_client_authorization(stack: EmulatorStack, writ
 
 async def test_reject_policy_refuses_client_authorization(stack: EmulatorStack, write_config: ConfigWriter) -> None:
     settings = load_settings(write_config(client_authorization="reject"))[0]
-    async for running in start(settings):
+    async with start(settings) as running:
         async with running.session.get(running.url("/secretapi/api/status"), headers={"Authorization": "x"}) as resp:
             assert resp.status == 401
             assert resp.content_type == PROBLEM
@@ -155,7 +155,7 @@ async def test_token_refused_once_is_refreshed_and_retried(running: Running, sta
 async def test_token_for_wrong_app_gives_502_token_rejected(stack: EmulatorStack, write_config: ConfigWriter) -> None:
     # The route's scope names the other app: App Proxy redirects to sign-in however often we retry.
     settings = load_settings(write_config(scopes=[stack.apps["otherapi"].scope]))[0]
-    async for running in start(settings):
+    async with start(settings) as running:
         async with running.session.get(running.url("/secretapi/api/status"), allow_redirects=False) as resp:
             assert resp.status == 502
             body = await resp.json()
@@ -170,18 +170,16 @@ async def test_upstream_unreachable_is_502(stack: EmulatorStack, write_config: C
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     settings = load_settings(write_config(upstream=f"https://127.0.0.1:{port}/"))[0]
-    async for running in start(settings):
-        async with running.session.get(running.url("/secretapi/x")) as resp:
-            assert resp.status == 502
-            assert (await resp.json())["type"] == "urn:bearerd:problem:upstream-unreachable"
+    async with start(settings) as running, running.session.get(running.url("/secretapi/x")) as resp:
+        assert resp.status == 502
+        assert (await resp.json())["type"] == "urn:bearerd:problem:upstream-unreachable"
 
 
 async def test_upstream_timeout_is_504(stack: EmulatorStack, write_config: ConfigWriter) -> None:
     settings = load_settings(write_config(timeout_s=0.5))[0]
-    async for running in start(settings):
-        async with running.session.get(running.url("/secretapi/slow?seconds=3")) as resp:
-            assert resp.status == 504
-            assert (await resp.json())["type"] == "urn:bearerd:problem:upstream-timeout"
+    async with start(settings) as running, running.session.get(running.url("/secretapi/slow?seconds=3")) as resp:
+        assert resp.status == 504
+        assert (await resp.json())["type"] == "urn:bearerd:problem:upstream-timeout"
 
 
 async def test_client_disconnect_mid_download_is_not_an_error(running: Running, log_stream: object) -> None:

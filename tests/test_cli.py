@@ -1,0 +1,146 @@
+"""The command line, run as a user runs it: real subprocesses against the in-test emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+import jwt
+
+from bearerd.emulator import EmulatorStack
+from helpers import ConfigWriter
+
+BEARERD = [sys.executable, "-m", "bearerd.cli"]
+
+
+async def run_cli(*args: str, within_s: float = 60) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *BEARERD, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), within_s)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_token_prints_a_verified_token_only(stack: EmulatorStack, write_config: ConfigWriter) -> None:
+    code, out, err = await run_cli("token", "secretapi", "-c", str(write_config()))
+    assert code == 0, err
+    token = out.strip()
+    app = stack.apps["secretapi"]
+    kid = jwt.get_unverified_header(token)["kid"]
+    claims = jwt.decode(
+        token, stack.entra.public_keys()[kid], algorithms=["RS256"], audience=app.app_id_uri, issuer=stack.entra.issuer
+    )
+    assert claims["appid"] == stack.secret_client_id
+    assert token not in err
+
+
+async def test_token_unknown_route(write_config: ConfigWriter) -> None:
+    code, _, err = await run_cli("token", "nope", "-c", str(write_config()))
+    assert code == 2 and "secretapi" in err
+
+
+async def test_check_acquire_prints_table_without_tokens(stack: EmulatorStack, write_config: ConfigWriter) -> None:
+    code, out, err = await run_cli("check", "--acquire", "-c", str(write_config()))
+    assert code == 0, err
+    assert re.search(r"secretapi\s+client_secret\s+https://127\.0\.0\.1:\d+/\s+\S+ \S+\s+OK", out), out
+    assert re.search(r"otherapi\s+certificate\s+https://127\.0\.0\.1:\d+/\s+\S+ \S+\s+OK", out), out
+    for token in stack.entra.issued_tokens:
+        assert token not in out and token not in err
+
+
+async def test_check_acquire_reports_failure(stack: EmulatorStack, write_config: ConfigWriter) -> None:
+    path = write_config(scopes=["https://nowhere.example//.default"])
+    code, out, _ = await run_cli("check", "--acquire", "-c", str(path))
+    assert code == 1
+    assert re.search(r"secretapi\s+client_secret.*FAILED: .*invalid_scope", out), out
+
+
+async def test_run_serves_and_stops_on_sigterm(
+    stack: EmulatorStack, write_config: ConfigWriter, tmp_path: Path
+) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = write_config()
+    config.write_text(config.read_text().replace('listen = ["127.0.0.1:0"]', f'listen = ["127.0.0.1:{port}"]'))
+    proc = await asyncio.create_subprocess_exec(
+        *BEARERD,
+        "run",
+        "-c",
+        str(config),
+        "--log-format",
+        "json",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(100):
+                try:
+                    async with session.get(f"http://127.0.0.1:{port}/secretapi/api/status") as resp:
+                        assert resp.status == 200
+                        break
+                except aiohttp.ClientConnectorError:
+                    await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("daemon did not start")
+        proc.send_signal(signal.SIGTERM)
+        out, _ = await asyncio.wait_for(proc.communicate(), 15)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0
+    events = [line for line in out.decode().splitlines() if line.startswith("{")]
+    assert any('"event": "request"' in e and '"status": 200' in e for e in events)
+    assert any('"event": "stopped"' in e for e in events)
+
+
+async def test_run_refuses_invalid_config(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[routes.x]\nmatch = { path_prefix = "/x/" }\nupstream = "https://x/"\ncredential = "c"\n')
+    code, _, err = await run_cli("run", "-c", str(path))
+    assert code == 2
+    assert str(path) in err and "[routes.x]" in err and "refusing to start" in err
+
+
+async def test_demo_prints_curl_lines_that_work_and_exits_on_sigterm(tmp_path: Path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *BEARERD,
+        "demo",
+        "--port",
+        "0",
+        "--workdir",
+        str(tmp_path / "demo"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stdout is not None
+    try:
+        lines: list[str] = []
+        while not any(line.startswith("curl http") for line in lines):
+            line = await asyncio.wait_for(proc.stdout.readline(), 30)
+            assert line, "demo exited early"
+            lines.append(line.decode().rstrip("\n"))
+        text = "\n".join(lines)
+        assert str(tmp_path / "demo" / "bearerd.toml") in text
+        url = next(line for line in lines if line.startswith("curl http")).split()[1]
+        async with aiohttp.ClientSession() as session, session.get(url) as resp:
+            assert resp.status == 200
+            assert (await resp.json())["status"] == "ok"
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 15)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0
