@@ -189,3 +189,26 @@ async def test_wrong_scope_is_a_clear_permanent_error(stack: EmulatorStack, tmp_
 
 def test_provider_is_typed() -> None:
     assert TokenProvider.current.__doc__
+
+
+async def test_certificate_without_x5c_sends_thumbprint_only(stack: EmulatorStack, providers: Providers) -> None:
+    assert await providers.for_route("otherapi").fetch()
+    call = stack.entra.calls[-1]
+    assert call.assertion_header["alg"] == "RS256" and "x5t" in call.assertion_header
+    assert "x5c" not in call.assertion_header
+
+
+async def test_certificate_with_x5c_uses_sha256_thumbprint(stack: EmulatorStack, tmp_path: Path) -> None:
+    tables = stack_tables(stack)
+    tables["credentials.emu-cert"]["send_x5c"] = True
+    path = tmp_path / "t.toml"
+    path.write_text(render_toml(tables))
+    providers = Providers(load_settings(path)[0])
+    try:
+        assert await providers.for_route("otherapi").fetch()
+        call = stack.entra.calls[-1]
+        assert call.auth_method == "assertion" and call.status == 200
+        assert call.assertion_header["alg"] == "PS256" and "x5t#S256" in call.assertion_header
+        assert "x5c" in call.assertion_header
+    finally:
+        await providers.aclose()

@@ -145,11 +145,13 @@ def _client_credential(cred: Credential) -> str | dict[str, str]:
     if isinstance(cred, ClientSecretCredential):
         return cred.secret.get_secret_value()
     assert isinstance(cred, CertificateCredential)  # noqa: S101 - exhaustive union
-    material = {"private_key": cred.private_key_pem.get_secret_value(), "thumbprint": cred.thumbprint}
+    key = cred.private_key_pem.get_secret_value()
     if cred.send_x5c:
-        # Subject name/issuer auth: MSAL then signs PS256 and sends the chain (x5c) too.
-        material["public_certificate"] = cred.certificate_pem
-    return material
+        # Subject name/issuer auth: given the certificate (and no thumbprint), MSAL signs PS256 with
+        # the SHA-256 thumbprint and sends the certificate chain (x5c).
+        return {"private_key": key, "public_certificate": cred.certificate_pem}
+    # Given a thumbprint, MSAL signs RS256 with the SHA-1 thumbprint (x5t), as registered certificates expect.
+    return {"private_key": key, "thumbprint": cred.thumbprint}
 
 
 _PERMANENT_ERRORS = frozenset(

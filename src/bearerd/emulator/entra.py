@@ -83,6 +83,7 @@ class TokenCall:
     auth_method: str
     status: int
     at: float
+    assertion_header: dict[str, Any] = field(default_factory=dict)  # alg/x5t/x5c of a client assertion
 
 
 @dataclass
@@ -269,7 +270,13 @@ class EntraEmulator:
                 return self._error_response(exc)
             return web.json_response(body)
         finally:
-            self.calls.append(TokenCall(client_id, grant_type, scope, method, status, time.monotonic()))
+            header: dict[str, Any] = {}
+            if method == "assertion":
+                try:
+                    header = jwt.get_unverified_header(fields["client_assertion"])
+                except jwt.PyJWTError:
+                    header = {"invalid": True}
+            self.calls.append(TokenCall(client_id, grant_type, scope, method, status, time.monotonic(), header))
 
     def _grant(self, request: web.Request, fields: dict[str, str]) -> dict[str, Any]:
         if fields.get("grant_type") != "client_credentials":
