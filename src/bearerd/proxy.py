@@ -42,6 +42,8 @@ log = structlog.get_logger("bearerd.access")
 PROBLEM_HEADERS = {"Content-Type": "application/problem+json", "Cache-Control": "no-store"}
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# Response bodies up to this size (with a Content-Length) are relayed in one piece, not streamed.
+SMALL_BODY_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +289,20 @@ class Proxy:
         if location is not None:
             local_origin = f"{local_scheme}://{request.headers.get('Host', request.host)}"
             headers["Location"] = route.local_location(location, local_origin)
+        length = upstream_response.content_length
+        if length is not None and length <= SMALL_BODY_BYTES and request.method != "HEAD":
+            # A small body in one piece: headers and body leave in a single write.
+            try:
+                body = await upstream_response.read()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise UpstreamUnreachable(
+                    f"the upstream connection failed mid-response ({type(exc).__name__})", route=route.name
+                ) from exc
+            headers.popall("Content-Length", None)
+            info["bytes_out"] = len(body)
+            return web.Response(
+                status=upstream_response.status, reason=upstream_response.reason, headers=headers, body=body
+            )
         response = web.StreamResponse(status=upstream_response.status, reason=upstream_response.reason, headers=headers)
         bytes_out = 0
         try:
