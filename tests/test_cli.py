@@ -144,3 +144,31 @@ async def test_demo_prints_curl_lines_that_work_and_exits_on_sigterm(tmp_path: P
             proc.kill()
             await proc.wait()
     assert proc.returncode == 0
+
+
+async def test_emulator_command_runs_until_sigterm(tmp_path: Path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *BEARERD,
+        "emulator",
+        "--workdir",
+        str(tmp_path / "emu"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    try:
+        seen = ""
+        while "backend" not in seen:
+            line = await asyncio.wait_for(proc.stdout.readline(), 30)
+            assert line, "emulator exited early"
+            seen += line.decode()
+        authority = re.search(r"authority:\s+(\S+)", seen)
+        assert authority is not None
+        assert (tmp_path / "emu" / "ca.pem").exists()
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 15)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0

@@ -203,3 +203,15 @@ def test_stack_tables_are_valid(stack: EmulatorStack, tmp_path: Path) -> None:
     settings, warnings = load_settings(path)
     assert set(settings.routes) == {"secretapi", "otherapi"} and warnings == []
     _ = aiohttp  # imported for type annotations in sibling tests
+
+
+async def test_host_route(stack: EmulatorStack, write_config: ConfigWriter) -> None:
+    settings = load_settings(write_config(match={"host": "secretapi.localhost"}))[0]
+    async with start(settings) as running:
+        port = running.daemon.listen_addresses[0][1]
+        headers = {"Host": f"secretapi.localhost:{port}"}
+        async with running.session.get(running.url("/echo/x?y=1"), headers=headers) as resp:
+            assert resp.status == 200
+            assert (await resp.json())["raw_path"] == "/echo/x?y=1"
+        async with running.session.get(running.url("/otherapi/api/status"), headers={"Host": "other:1"}) as resp:
+            assert resp.status == 200  # prefix routes still match for other hosts
