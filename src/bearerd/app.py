@@ -3,13 +3,15 @@
 ``Daemon`` is an async context manager that owns every resource it creates (the upstream
 client session, MSAL sessions, token timers, listening sockets) and releases them in reverse
 order, so tests and ``server.py`` start and stop it the same way. It holds no signal handling:
-that is ``server.py``'s job.
+that is ``server.py``'s job. ``reload()`` applies a new configuration without dropping
+in-flight requests or the tokens of unchanged credentials.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any
@@ -18,8 +20,10 @@ import aiohttp
 import structlog
 from aiohttp import web
 
+from bearerd.admin import admin_app
 from bearerd.config import Settings, parse_hostport
-from bearerd.proxy import Proxy, Upstream
+from bearerd.metrics import Metrics
+from bearerd.proxy import Proxy, Routing, Upstream
 from bearerd.routes import Route, RouteTable
 from bearerd.tokens import Providers
 
@@ -27,10 +31,21 @@ log = structlog.get_logger("bearerd.app")
 
 # Headers aiohttp would add on its own; a proxy forwards what the client sent, nothing more.
 _SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+SHARED_LISTENER = "shared"
 
 
 def _bind_host(host: str) -> str:
-    return host if host not in ("localhost",) else "127.0.0.1"
+    return "127.0.0.1" if host == "localhost" else host
+
+
+def route_entry(settings: Settings, route: str) -> str:
+    """How a client reaches a route, for banners and tables."""
+    match = settings.routes[route].match
+    if match.path_prefix is not None:
+        return f"{', '.join(settings.server.listen)} {match.path_prefix}"
+    if match.host is not None:
+        return f"Host: {match.host}"
+    return f"{match.listen} (own port)"
 
 
 class Daemon:
@@ -38,16 +53,20 @@ class Daemon:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.providers = Providers(settings)
+        self.metrics = Metrics()
+        self.providers = Providers(settings, on_attempt=self.metrics.observe_acquisition)
         self.routes = {name: Route.build(name, rs) for name, rs in settings.routes.items()}
         self.started_at = time.time()
         self.ready = False
         self.listen_addresses: list[tuple[str, int]] = []
         self.route_addresses: dict[str, tuple[str, int]] = {}
         self.admin_address: tuple[str, int] | None = None
+        # Set by server.py: re-reads the config file and applies it; returns (applied, message).
+        self.reload_hook: Callable[[], Awaitable[tuple[bool, str]]] | None = None
         self._stack = AsyncExitStack()
         self.session: aiohttp.ClientSession | None = None
         self.proxy: Proxy | None = None
+        self.metrics.watch_token_expiry(self._token_expiry)
 
     async def __aenter__(self) -> Daemon:
         try:
@@ -64,8 +83,8 @@ class Daemon:
         await self._stack.aclose()
 
     async def _start(self) -> None:
-        self._stack.push_async_callback(self.providers.aclose)
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=False)
+        self._stack.push_async_callback(lambda: self.providers.aclose())
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
         self.session = aiohttp.ClientSession(
             connector=connector,
             auto_decompress=False,
@@ -74,19 +93,14 @@ class Daemon:
             skip_auto_headers=_SKIP_AUTO_HEADERS,
         )
         self._stack.push_async_callback(self.session.close)
-        upstreams = {name: self._upstream(route) for name, route in self.routes.items()}
-        self.proxy = Proxy(upstreams, self.session)
+        self.proxy = Proxy(self._routing(self.settings, self.providers), self.session, self.metrics)
 
-        shared = [r for r in self.routes.values() if r.settings.match.listen is None]
-        shared_table = RouteTable(shared)
         timeout = self.settings.server.shutdown_timeout_s
         for address in self.settings.server.listen:
-            self.listen_addresses.append(await self._listen(address, shared_table, timeout))
+            self.listen_addresses.append(await self._listen(address, SHARED_LISTENER, timeout))
         for route in self.routes.values():
             if route.settings.match.listen is not None:
-                self.route_addresses[route.name] = await self._listen(
-                    route.settings.match.listen, RouteTable([route]), timeout
-                )
+                self.route_addresses[route.name] = await self._listen(route.settings.match.listen, route.name, timeout)
         if self.settings.server.admin:
             self.admin_address = await self._serve_admin(self.settings.server.admin)
         # Get every token now, in the background: the first request shouldn't wait, and /readyz
@@ -95,39 +109,46 @@ class Daemon:
             provider.warm_up()
         self.ready = True
 
-    def _upstream(self, route: Route) -> Upstream:
+    def _routing(self, settings: Settings, providers: Providers) -> Routing:
+        routes = {name: Route.build(name, rs) for name, rs in settings.routes.items()}
+        tables = {SHARED_LISTENER: RouteTable(r for r in routes.values() if r.settings.match.listen is None)}
+        for route in routes.values():
+            if route.settings.match.listen is not None:
+                tables[route.name] = RouteTable([route])
+        upstreams = {name: self._upstream(settings, providers, route) for name, route in routes.items()}
+        return Routing(tables=tables, upstreams=upstreams)
+
+    def _upstream(self, settings: Settings, providers: Providers, route: Route) -> Upstream:
         rs = route.settings
-        provider = self.providers.for_route(route.name)
+        provider = providers.for_route(route.name)
         client = provider.client
-        scheme_is_https = route.upstream_origin.startswith("https://")
         return Upstream(
             route=route,
             provider=provider,
-            ssl=client.ssl_context if scheme_is_https else False,
-            proxy=self.settings.egress.proxy_for(route.upstream_origin + "/"),
+            ssl=client.ssl_context if route.upstream_origin.startswith("https://") else False,
+            proxy=settings.egress.proxy_for(route.upstream_origin + "/"),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=rs.connect_timeout_s, sock_read=rs.timeout_s),
             sign_in_hosts=client.credential.sign_in_hosts,
             policy=rs.client_authorization,
             replay_max_bytes=rs.replay_max_bytes,
+            access_log=rs.access_log,
+            access_log_sample=rs.access_log_sample,
         )
 
-    async def _listen(self, address: str, table: RouteTable, shutdown_timeout: float) -> tuple[str, int]:
+    async def _listen(self, address: str, listener: str, shutdown_timeout: float) -> tuple[str, int]:
         assert self.proxy is not None  # noqa: S101 - set in _start before listeners
         host, port = parse_hostport(address)
-        runner = web.ServerRunner(self.proxy.handler(table), shutdown_timeout=shutdown_timeout)
+        runner = web.ServerRunner(self.proxy.handler(listener), shutdown_timeout=shutdown_timeout)
         await runner.setup()
         self._stack.push_async_callback(runner.cleanup)
         site = web.TCPSite(runner, _bind_host(host), port)
         await site.start()
         bound = runner.addresses[-1]
-        log.info("listening", address=f"{host}:{bound[1]}", routes=sorted(_names(table)))
+        log.info("listening", address=f"{host}:{bound[1]}", listener=listener)
         return str(bound[0]), int(bound[1])
 
     async def _serve_admin(self, address: str) -> tuple[str, int]:
-        app = web.Application()
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/readyz", self._readyz)
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(admin_app(self), access_log=None)
         await runner.setup()
         self._stack.push_async_callback(runner.cleanup)
         host, port = parse_hostport(address)
@@ -136,8 +157,44 @@ class Daemon:
         bound = runner.addresses[-1]
         return str(bound[0]), int(bound[1])
 
-    async def _healthz(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "uptime_s": round(time.time() - self.started_at)})
+    # -- reload --------------------------------------------------------------------------------
+
+    async def reload(self, new: Settings) -> list[str]:
+        """Apply ``new``: routes and credentials change; listeners need a restart to change.
+
+        Requests in flight finish with the configuration they started with; unchanged credentials
+        keep their MSAL app and their tokens. Returns what could not be applied (for the log).
+        """
+        assert self.proxy is not None  # noqa: S101 - only called on a started daemon
+        not_applied: list[str] = []
+        if new.server != self.settings.server:
+            not_applied.append("[server] changes take effect at the next restart")
+        old_own = {n: r.match.listen for n, r in self.settings.routes.items() if r.match.listen}
+        new_own = {n: r.match.listen for n, r in new.routes.items() if r.match.listen}
+        if old_own != new_own:
+            not_applied.append("routes with their own `listen` port change at the next restart")
+            new = new.model_copy(
+                update={
+                    "routes": {
+                        n: r
+                        for n, r in new.routes.items()
+                        if r.match.listen is None or old_own.get(n) == r.match.listen
+                    }
+                }
+            )
+        providers = Providers(new, on_attempt=self.metrics.observe_acquisition, reuse=self.providers)
+        routing = self._routing(new, providers)
+        old = self.providers
+        self.proxy.routing = routing
+        self.providers = providers
+        self.routes = {name: upstream.route for name, upstream in routing.upstreams.items()}
+        self.settings = new.model_copy(update={"server": self.settings.server})
+        await providers.close_unused(old)
+        for provider in providers.all():
+            provider.warm_up()
+        return not_applied
+
+    # -- readiness -----------------------------------------------------------------------------
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         routes: dict[str, Any] = {}
@@ -150,13 +207,17 @@ class Daemon:
             if status.last_error is not None:
                 entry["last_error"] = status.last_error
                 entry["retry_in_s"] = round(status.retry_in_s or 0)
+            elif not status.has_token:
+                entry["reason"] = "no token yet (acquisition in progress)"
             all_ready = all_ready and status.has_token
             routes[name] = entry
         return all_ready, {"ready": all_ready, "routes": routes}
 
-    async def _readyz(self, request: web.Request) -> web.Response:
-        ready, body = self.readiness()
-        return web.json_response(body, status=200 if ready else 503)
+    def _token_expiry(self) -> list[tuple[str, str, float | None]]:
+        return [
+            (name, self.settings.routes[name].credential, self.providers.for_route(name).status().expires_in_s)
+            for name in self.routes
+        ]
 
     async def wait_ready(self, within_s: float) -> bool:
         """Wait until every route has a token (used by `demo`, `check --acquire` and tests)."""
@@ -166,7 +227,3 @@ class Daemon:
                 return True
             await asyncio.sleep(0.05)
         return self.readiness()[0]
-
-
-def _names(table: RouteTable) -> list[str]:
-    return [r.name for r in table.routes()]

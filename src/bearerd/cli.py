@@ -59,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     routes = sub.add_parser("routes", help="list routes: local entry -> upstream -> credential")
     with_config(routes)
 
+    reload = sub.add_parser("reload", help="make the running daemon re-read its config (via the admin listener)")
+    with_config(reload)
+
     demo = sub.add_parser("demo", help="run a self-contained demo: Entra emulator + App Proxy emulator + daemon")
     demo.add_argument("--port", type=int, default=8080, help="preferred local port (a free one if taken)")
     demo.add_argument("--workdir", type=Path, help="where to write the demo's config and keys (default: temp dir)")
@@ -81,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _token(args)
         if command == "routes":
             return _routes(args)
+        if command == "reload":
+            return _reload(args)
         if command == "demo":
             from bearerd.demo import run_demo
 
@@ -127,7 +132,7 @@ def _run(args: argparse.Namespace) -> int:
     for warning in warnings:
         log.warning("config.warning", message=warning)
     try:
-        asyncio.run(serve(settings))
+        asyncio.run(serve(settings, load=lambda: load_settings(args.config)))
     except OSError as exc:
         log.error("startup_failed", error=str(exc))
         print(f"bearerd: cannot start: {exc}", file=sys.stderr)
@@ -138,17 +143,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def route_rows(settings: Settings) -> list[tuple[str, str, str, str]]:
-    rows = []
-    for name, route in settings.routes.items():
-        match = route.match
-        if match.path_prefix is not None:
-            entry = f"{', '.join(settings.server.listen)} {match.path_prefix}"
-        elif match.host is not None:
-            entry = f"Host: {match.host}"
-        else:
-            entry = f"{match.listen} (own port)"
-        rows.append((name, entry, route.upstream, route.credential))
-    return rows
+    from bearerd.app import route_entry
+
+    return [(name, route_entry(settings, name), r.upstream, r.credential) for name, r in settings.routes.items()]
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -200,6 +197,29 @@ async def _acquire_all(settings: Settings, names: list[str]) -> dict[str, tuple[
     finally:
         await providers.aclose()
     return out
+
+
+def _reload(args: argparse.Namespace) -> int:
+    """Ask the daemon to reload; it validates the file itself and keeps its config if invalid."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    settings = _load(args.config, sys.stderr)
+    if not settings.server.admin:
+        print("bearerd: [server] admin is disabled; send SIGHUP to the daemon instead", file=sys.stderr)
+        return EXIT_USAGE
+    url = f"http://{settings.server.admin}/-/reload"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=30) as resp:
+            body = json.load(resp)
+    except urllib.error.HTTPError as exc:
+        body = json.load(exc)
+    except OSError as exc:
+        print(f"bearerd: cannot reach the daemon's admin listener at {url}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"reloaded: {body.get('message')}" if body.get("reloaded") else f"bearerd: reload rejected: {body}")
+    return EXIT_OK if body.get("reloaded") else EXIT_FAILED
 
 
 def _token(args: argparse.Namespace) -> int:

@@ -246,6 +246,10 @@ class RouteSettings(_Frozen):
     # Above App Proxy's own 180 s "long" backend timeout, so App Proxy times out first and says so.
     timeout_s: float = Field(default=190.0, gt=0)
     replay_max_bytes: int = Field(default=64 * 1024, ge=0)
+    # High-volume routes: log every request, only failures (status >= 400), or none; and/or a
+    # sample of the successful ones. Metrics always count every request.
+    access_log: Literal["all", "errors", "off"] = "all"
+    access_log_sample: float = Field(default=1.0, ge=0.0, le=1.0)
 
     @field_validator("upstream")
     @classmethod
@@ -278,6 +282,14 @@ class RouteSettings(_Frozen):
             f"client_authorization {value!r} must be replace, reject, passthrough or move:<Header-Name> "
             "(e.g. move:X-Original-Authorization)"
         )
+
+
+class Runtime(_Frozen):
+    """What the service manager tells the process through its environment (systemd)."""
+
+    notify_socket: str | None = None
+    watchdog_usec: int | None = None
+    watchdog_pid: int | None = None
 
 
 class Egress(_Frozen):
@@ -314,6 +326,7 @@ class Settings(BaseSettings):
     routes: dict[str, RouteSettings] = Field(default_factory=dict)
     state_dir: Path | None = None
     egress: Egress = Field(default_factory=Egress, exclude=True)
+    runtime: Runtime = Field(default_factory=Runtime, exclude=True)
     source_file: str = Field(default="<defaults>", exclude=True)
 
     @classmethod
@@ -368,27 +381,54 @@ class Settings(BaseSettings):
         return self
 
 
-def _resolve_path(value: Any, base: Path) -> Any:
-    if isinstance(value, str) and value and not Path(value).is_absolute():
-        return str(base / value)
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _expand(value: str, environ: Mapping[str, str]) -> str:
+    """Expand ``$VAR``/``${VAR}`` (e.g. systemd's ``$CREDENTIALS_DIRECTORY``); an unset one is an error."""
+
+    def one(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        if name not in environ:
+            raise ValueError(f"{value!r} uses ${{{name}}}, which is not set in the environment")
+        return environ[name]
+
+    return _VAR.sub(one, value)
+
+
+def _resolve_path(value: Any, base: Path, environ: Mapping[str, str]) -> Any:
+    if isinstance(value, str) and value:
+        value = _expand(value, environ)
+        if not Path(value).is_absolute():
+            return str(base / value)
     return value
 
 
 _PATH_FIELDS = ("client_secret_file", "certificate_file", "private_key_file", "private_key_passphrase_file", "ca_file")
 
 
-def _prepare_file_data(data: dict[str, Any], base: Path) -> dict[str, Any]:
-    """Make relative paths in the file relative to the file, not to wherever the daemon starts."""
+def _prepare_file_data(data: dict[str, Any], base: Path, environ: Mapping[str, str]) -> list[str]:
+    """Expand variables in path settings and make relative paths relative to the config file.
+
+    Returns the problems found (an unset variable), named like the other config errors.
+    """
+    problems: list[str] = []
     creds = data.get("credentials")
     if isinstance(creds, dict):
-        for cred in creds.values():
+        for name, cred in creds.items():
             if isinstance(cred, dict):
                 for key in _PATH_FIELDS:
                     if key in cred:
-                        cred[key] = _resolve_path(cred[key], base)
+                        try:
+                            cred[key] = _resolve_path(cred[key], base, environ)
+                        except ValueError as exc:
+                            problems.append(f"[credentials.{name}] {key}: {exc}")
     if isinstance(data.get("state_dir"), str):
-        data["state_dir"] = _resolve_path(data["state_dir"], base)
-    return data
+        try:
+            data["state_dir"] = _resolve_path(data["state_dir"], base, environ)
+        except ValueError as exc:
+            problems.append(f"(top level) state_dir: {exc}")
+    return problems
 
 
 def _load_secret_material(cred: Credential, environ: Mapping[str, str]) -> tuple[Credential, list[str]]:
@@ -511,8 +551,10 @@ def load_settings(path: str | Path) -> tuple[Settings, list[str]]:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(shown, [f"not valid TOML: {exc}"]) from None
-    data = _prepare_file_data(data, file.resolve().parent)
-    for key in ("egress", "source_file"):
+    path_problems = _prepare_file_data(data, file.resolve().parent, env)
+    if path_problems:
+        raise ConfigError(shown, path_problems)
+    for key in ("egress", "source_file", "runtime"):
         if key in data:
             raise ConfigError(shown, [f"(top level) {key}: not a setting — remove it"])
     egress = Egress(
@@ -537,5 +579,12 @@ def load_settings(path: str | Path) -> tuple[Settings, list[str]]:
         raise ConfigError(shown, problems)
     if settings.server.allow_remote:
         warnings.append("[server] allow_remote = true: non-loopback clients can use this daemon's tokens")
-    final = settings.model_copy(update={"credentials": resolved, "egress": egress, "source_file": shown})
+    runtime = Runtime(
+        notify_socket=env.get("NOTIFY_SOCKET") or None,
+        watchdog_usec=int(env["WATCHDOG_USEC"]) if env.get("WATCHDOG_USEC", "").isdigit() else None,
+        watchdog_pid=int(env["WATCHDOG_PID"]) if env.get("WATCHDOG_PID", "").isdigit() else None,
+    )
+    final = settings.model_copy(
+        update={"credentials": resolved, "egress": egress, "runtime": runtime, "source_file": shown}
+    )
     return final, warnings

@@ -11,6 +11,7 @@ Redirects are never followed, so a token only ever goes to its route's upstream.
 from __future__ import annotations
 
 import asyncio
+import random
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -34,6 +35,7 @@ from bearerd.errors import (
     UpstreamUnreachable,
 )
 from bearerd.headers import downstream_headers, upstream_headers
+from bearerd.metrics import Metrics
 from bearerd.routes import Route, RouteTable, split_target
 from bearerd.tokens import TokenProvider
 
@@ -58,6 +60,8 @@ class Upstream:
     sign_in_hosts: frozenset[str]
     policy: str
     replay_max_bytes: int
+    access_log: str = "all"
+    access_log_sample: float = 1.0
 
 
 class _Counter:
@@ -77,25 +81,41 @@ def problem_response(error: ProxyError) -> web.Response:
     return web.Response(status=error.status, body=error.body(), headers=headers)
 
 
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """Everything request handling reads, swapped as one object on reload.
+
+    A request reads ``proxy.routing`` once, so it sees either the old configuration or the new
+    one, never a mix.
+    """
+
+    tables: dict[str, RouteTable]  # listener key -> its routes
+    upstreams: dict[str, Upstream]  # route name -> runtime values
+
+
 class Proxy:
     """Forwards requests for the routes of one or more listeners."""
 
-    def __init__(self, upstreams: dict[str, Upstream], session: aiohttp.ClientSession) -> None:
-        self.upstreams = upstreams
+    def __init__(self, routing: Routing, session: aiohttp.ClientSession, metrics: Metrics) -> None:
+        self.routing = routing
         self.session = session
+        self.metrics = metrics
+        self._rng = random.Random()  # noqa: S311 - access-log sampling, not cryptography
 
-    def handler(self, table: RouteTable, local_scheme: str = "http") -> web.Server:
+    def handler(self, listener: str, local_scheme: str = "http") -> web.Server:
         async def handle(request: web.BaseRequest) -> web.StreamResponse:
-            return await self.handle(request, table, local_scheme)
+            return await self.handle(request, listener, local_scheme)
 
         return web.Server(handle, access_log=None, handler_cancellation=False)
 
-    async def handle(self, request: web.BaseRequest, table: RouteTable, local_scheme: str) -> web.StreamResponse:
+    async def handle(self, request: web.BaseRequest, listener: str, local_scheme: str) -> web.StreamResponse:
         started = time.perf_counter()
+        routing = self.routing
         info: dict[str, object] = {"method": request.method}
         status = 0
+        self.metrics.in_flight.inc()
         try:
-            response = await self._forward(request, table, local_scheme, info)
+            response = await self._forward(request, routing, listener, local_scheme, info)
             status = response.status
             return response
         except ProxyError as exc:
@@ -116,13 +136,38 @@ class Proxy:
             # The connection is gone; aiohttp drops whatever we return.
             return web.Response(status=499)
         finally:
-            info["status"] = status
-            info["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
-            level = log.debug if status == 499 else log.info
-            level("request", **info)
+            self.metrics.in_flight.dec()
+            elapsed = time.perf_counter() - started
+            route = info.get("route")
+            upstream_ms = info.get("upstream_ms")
+            self.metrics.observe_request(
+                route if isinstance(route, str) else None,
+                request.method,
+                status,
+                elapsed,
+                upstream_ms / 1000 if isinstance(upstream_ms, float) else None,
+                int(info.get("bytes_in", 0)),  # type: ignore[call-overload]
+                int(info.get("bytes_out", 0)),  # type: ignore[call-overload]
+            )
+            self._access_log(routing, route, status, elapsed, info)
+
+    def _access_log(
+        self, routing: Routing, route: object, status: int, elapsed: float, info: dict[str, object]
+    ) -> None:
+        upstream = routing.upstreams.get(route) if isinstance(route, str) else None
+        if upstream is not None:
+            mode, sample = upstream.access_log, upstream.access_log_sample
+            if mode == "off" or (
+                status < 400 and (mode == "errors" or (sample < 1.0 and self._rng.random() >= sample))
+            ):
+                return
+        info["status"] = status
+        info["duration_ms"] = round(elapsed * 1000, 2)
+        level = log.debug if status == 499 else log.info
+        level("request", **info)
 
     async def _forward(
-        self, request: web.BaseRequest, table: RouteTable, local_scheme: str, info: dict[str, object]
+        self, request: web.BaseRequest, routing: Routing, listener: str, local_scheme: str, info: dict[str, object]
     ) -> web.StreamResponse:
         if request.method == "CONNECT":
             raise MethodNotAllowed(
@@ -137,11 +182,12 @@ class Proxy:
             raise BadRequest("more than one Host header")
         path, query = split_target(target)
         info["path"] = path
-        route = table.match(hosts[0] if hosts else None, path)
+        table = routing.tables.get(listener)
+        route = table.match(hosts[0] if hosts else None, path) if table is not None else None
         if route is None:
             raise NoRoute("no route matches this path or host; `bearerd routes` lists the configured entry points")
         info["route"] = route.name
-        upstream = self.upstreams[route.name]
+        upstream = routing.upstreams[route.name]
         try:
             headers, add_token = upstream_headers(request.headers, upstream.policy, route.upstream_host)
         except ProxyError as exc:

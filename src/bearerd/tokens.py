@@ -71,8 +71,10 @@ class TokenProvider:
         *,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        on_attempt: Callable[[str, str, float], None] | None = None,
     ) -> None:
         self.client = client
+        self._on_attempt = on_attempt  # (credential, outcome, seconds), for metrics
         self.scopes = scopes
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
@@ -219,15 +221,22 @@ class TokenProvider:
         try:
             acquired = await asyncio.to_thread(self.client.acquire_for_client, self.scopes, sink)
         except IdentityProviderError as exc:
+            self._report(exc.code, started)
             self._on_failure(exc, started)
             raise
         except Exception as exc:
             # Never let a surprise from MSAL take down a request or the loop: it is a failure like any.
             error = IdentityProviderError(f"token acquisition failed unexpectedly ({type(exc).__name__})", code="bug")
             log.error("token.acquire_crashed", credential=self.client.name, error_type=type(exc).__name__)
+            self._report("bug", started)
             self._on_failure(error, started)
             raise error from exc
+        self._report("success", started)
         return self._on_success(acquired, started)
+
+    def _report(self, outcome: str, started: float) -> None:
+        if self._on_attempt is not None:
+            self._on_attempt(self.client.name, outcome, self._clock() - started)
 
     def _on_success(self, acquired: AcquiredToken, started: float) -> Token:
         now = self._clock()
@@ -302,10 +311,37 @@ class Providers:
     """The token providers of a configuration: one MSAL client per credential, one provider per
     (credential, scopes), shared by every route that asks for the same token."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        on_attempt: Callable[[str, str, float], None] | None = None,
+        reuse: Providers | None = None,
+    ) -> None:
         self._settings = settings
+        self._on_attempt = on_attempt
         self.clients: dict[str, CredentialClient] = {}
         self._by_key: dict[tuple[str, tuple[str, ...]], TokenProvider] = {}
+        if reuse is not None:
+            self._adopt(reuse)
+
+    def _adopt(self, old: Providers) -> None:
+        """Keep the clients (and tokens) of credentials whose settings did not change (config reload)."""
+        for name, client in old.clients.items():
+            if self._settings.credentials.get(name) == client.credential:
+                self.clients[name] = client
+        used = {(r.credential, tuple(r.scopes)) for r in self._settings.routes.values()}
+        for key, provider in old._by_key.items():
+            if key[0] in self.clients and key in used:
+                self._by_key[key] = provider
+
+    async def close_unused(self, old: Providers) -> None:
+        """Close what ``old`` had and this one did not adopt."""
+        for key, provider in old._by_key.items():
+            if self._by_key.get(key) is not provider:
+                await provider.close()
+        for name, client in old.clients.items():
+            if self.clients.get(name) is not client:
+                client.close()
 
     def for_route(self, route_name: str) -> TokenProvider:
         rs = self._settings.routes[route_name]
@@ -316,7 +352,7 @@ class Providers:
             if client is None:
                 cred = self._settings.credentials[rs.credential]
                 client = self.clients[rs.credential] = CredentialClient(rs.credential, cred, self._settings.egress)
-            provider = self._by_key[key] = TokenProvider(client, key[1])
+            provider = self._by_key[key] = TokenProvider(client, key[1], on_attempt=self._on_attempt)
         return provider
 
     def all(self) -> list[TokenProvider]:
