@@ -172,3 +172,16 @@ async def test_emulator_command_runs_until_sigterm(tmp_path: Path) -> None:
             proc.kill()
             await proc.wait()
     assert proc.returncode == 0
+
+
+async def test_version_and_routes_table(write_config: ConfigWriter) -> None:
+    from bearerd import __version__
+
+    code, out, _ = await run_cli("--version")
+    assert code == 0 and out.strip() == f"bearerd {__version__}"
+    code, out, _ = await run_cli("routes", "-c", str(write_config()))
+    assert code == 0
+    header, *rows = out.splitlines()
+    assert header.split() == ["ROUTE", "LOCAL", "ENTRY", "UPSTREAM", "CREDENTIAL"]
+    assert any(r.startswith("secretapi") and "/secretapi/" in r and "emu-secret" in r for r in rows)
+    assert any(r.startswith("otherapi") and "emu-cert" in r for r in rows)
