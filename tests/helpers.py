@@ -109,3 +109,13 @@ async def start(settings: Settings) -> AsyncIterator[Running]:
         admin = daemon.admin_address
         assert admin is not None
         yield Running(daemon, f"http://{host}:{port}", f"http://{admin[0]}:{admin[1]}", session)
+
+
+def federated_credential(stack: EmulatorStack) -> dict[str, Any]:
+    return {
+        "kind": "client_assertion",
+        "authority": stack.authority,
+        "client_id": stack.federated_client_id,
+        "token_file": str(stack.federated_token_file),
+        "ca_file": str(stack.ca_file),
+    }

@@ -205,7 +205,25 @@ class CertificateCredential(_CredentialBase):
     thumbprint: str = ""
 
 
-Credential = Annotated[ClientSecretCredential | CertificateCredential, Field(discriminator="kind")]
+class ClientAssertionCredential(_CredentialBase):
+    """Workload identity federation: a token from another issuer (Kubernetes, GitHub…) as the credential.
+
+    The file is read at every acquisition, never cached: the platform rotates it underneath us.
+    """
+
+    kind: Literal["client_assertion"]
+    token_file: Path
+
+
+Credential = Annotated[
+    ClientSecretCredential | CertificateCredential | ClientAssertionCredential, Field(discriminator="kind")
+]
+# The variables Azure Workload Identity injects into a pod; they fill settings left out of the file.
+_WORKLOAD_IDENTITY_ENV = {
+    "client_id": "AZURE_CLIENT_ID",
+    "tenant_id": "AZURE_TENANT_ID",
+    "token_file": "AZURE_FEDERATED_TOKEN_FILE",
+}
 
 
 class RouteMatch(_Frozen):
@@ -404,7 +422,14 @@ def _resolve_path(value: Any, base: Path, environ: Mapping[str, str]) -> Any:
     return value
 
 
-_PATH_FIELDS = ("client_secret_file", "certificate_file", "private_key_file", "private_key_passphrase_file", "ca_file")
+_PATH_FIELDS = (
+    "client_secret_file",
+    "certificate_file",
+    "private_key_file",
+    "private_key_passphrase_file",
+    "ca_file",
+    "token_file",
+)
 
 
 def _prepare_file_data(data: dict[str, Any], base: Path, environ: Mapping[str, str]) -> list[str]:
@@ -416,6 +441,12 @@ def _prepare_file_data(data: dict[str, Any], base: Path, environ: Mapping[str, s
     creds = data.get("credentials")
     if isinstance(creds, dict):
         for name, cred in creds.items():
+            if isinstance(cred, dict) and cred.get("kind") == "client_assertion":
+                for key, var in _WORKLOAD_IDENTITY_ENV.items():
+                    if key not in cred and environ.get(var) and not (key == "tenant_id" and "authority" in cred):
+                        cred[key] = environ[var]
+                if "authority" not in cred and environ.get("AZURE_AUTHORITY_HOST") and cred.get("tenant_id"):
+                    cred["authority"] = environ["AZURE_AUTHORITY_HOST"].rstrip("/") + "/" + str(cred["tenant_id"])
             if isinstance(cred, dict):
                 for key in _PATH_FIELDS:
                     if key in cred:
@@ -459,6 +490,16 @@ def _load_secret_material(cred: Credential, environ: Mapping[str, str]) -> tuple
                 "Move it to client_secret_file (mode 0600) or client_secret_env"
             )
         return cred.model_copy(update={"secret": SecretStr(secret)}), warnings
+    if isinstance(cred, ClientAssertionCredential):
+        try:
+            if not cred.token_file.read_text(encoding="utf-8").strip():
+                raise ValueError(f"token_file {str(cred.token_file)!r} is empty")
+        except OSError as exc:
+            raise ValueError(
+                f"cannot read token_file {str(cred.token_file)!r}: {exc.strerror} "
+                "(on AKS it is $AZURE_FEDERATED_TOKEN_FILE, projected by Azure Workload Identity)"
+            ) from None
+        return cred, warnings
     key_path = cred.private_key_file or cred.certificate_file
     try:
         cert_bytes = cred.certificate_file.read_bytes()
@@ -507,7 +548,11 @@ _FIX_HINTS = {
 def _describe(loc: tuple[int | str, ...], kind: str, msg: str) -> str:
     parts = [str(p) for p in loc]
     # Drop the discriminator tag pydantic inserts for tagged unions ([credentials.x] client_secret field).
-    if len(parts) >= 3 and parts[0] == "credentials" and parts[2] in ("client_secret", "certificate"):
+    if (
+        len(parts) >= 3
+        and parts[0] == "credentials"
+        and parts[2] in ("client_secret", "certificate", "client_assertion")
+    ):
         del parts[2]
     if parts and parts[0] in ("credentials", "routes") and len(parts) >= 2:
         table, field = f"[{parts[0]}.{parts[1]}]", ".".join(parts[2:])
@@ -529,7 +574,15 @@ def _describe(loc: tuple[int | str, ...], kind: str, msg: str) -> str:
 
 def _unknown_field_hint(parts: list[str]) -> str:
     candidates: set[str] = set()
-    for model in (ServerSettings, ClientSecretCredential, CertificateCredential, RouteSettings, RouteMatch, Settings):
+    for model in (
+        ServerSettings,
+        ClientSecretCredential,
+        CertificateCredential,
+        ClientAssertionCredential,
+        RouteSettings,
+        RouteMatch,
+        Settings,
+    ):
         candidates |= set(model.model_fields)
     close = difflib.get_close_matches(parts[-1], sorted(candidates), n=1)
     return f"unknown setting; did you mean {close[0]!r}?" if close else "unknown setting; remove it"

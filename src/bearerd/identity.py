@@ -22,14 +22,22 @@ import contextvars
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import msal
 import requests
 from requests.adapters import HTTPAdapter
 
-from bearerd.config import CertificateCredential, ClientSecretCredential, Credential, Egress
+from bearerd.config import (
+    CertificateCredential,
+    ClientAssertionCredential,
+    ClientSecretCredential,
+    Credential,
+    Egress,
+)
 
 # The worker thread records the identity provider's Retry-After here; the caller owns the dict.
 _retry_after_sink: contextvars.ContextVar[dict[str, float] | None] = contextvars.ContextVar(
@@ -141,9 +149,19 @@ class _NoReplayCache(dict[Any, Any]):
         return None
 
 
-def _client_credential(cred: Credential) -> str | dict[str, str]:
+def _read_assertion(path: Path) -> Callable[[], str]:
+    def read() -> str:
+        # Read on every acquisition: Kubernetes rotates the projected token file underneath us.
+        return path.read_text(encoding="utf-8").strip()
+
+    return read
+
+
+def _client_credential(cred: Credential) -> str | dict[str, Any]:
     if isinstance(cred, ClientSecretCredential):
         return cred.secret.get_secret_value()
+    if isinstance(cred, ClientAssertionCredential):
+        return {"client_assertion": _read_assertion(cred.token_file)}
     assert isinstance(cred, CertificateCredential)  # noqa: S101 - exhaustive union
     key = cred.private_key_pem.get_secret_value()
     if cred.send_x5c:
@@ -216,6 +234,10 @@ class CredentialClient:
             raise IdentityProviderError(
                 f"identity provider request failed ({type(exc).__name__})", code="http"
             ) from exc
+        except OSError as exc:  # the assertion file could not be read
+            raise IdentityProviderError(
+                f"cannot read the client assertion file ({exc.strerror or type(exc).__name__})", code="assertion_file"
+            ) from exc
         except ValueError as exc:  # JSON decoding of a garbage answer, or a discovery document MSAL refuses
             raise IdentityProviderError(
                 "identity provider sent an answer MSAL could not read (not JSON or an invalid discovery document)",
@@ -229,7 +251,9 @@ class CredentialClient:
                 f"identity provider refused: {code}: {_first_line(str(result.get('error_description', '')))}",
                 code=code,
                 retry_after=sink.get("retry_after"),
-                permanent=code in _PERMANENT_ERRORS,
+                # A federated token may just be stale (rotation pending): that is worth retrying soon.
+                permanent=code in _PERMANENT_ERRORS
+                and not (code == "invalid_client" and isinstance(self.credential, ClientAssertionCredential)),
             )
         token = result.get("access_token")
         if not isinstance(token, str) or not token:

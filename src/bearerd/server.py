@@ -25,9 +25,7 @@ log = structlog.get_logger("bearerd.server")
 Loader = Callable[[], tuple[Settings, list[str]]]
 
 
-def _reloader(
-    daemon: Daemon, load: Loader, notifier: Notifier
-) -> Callable[[], Coroutine[Any, Any, tuple[bool, str]]]:
+def _reloader(daemon: Daemon, load: Loader, notifier: Notifier) -> Callable[[], Coroutine[Any, Any, tuple[bool, str]]]:
     lock = asyncio.Lock()
 
     async def reload() -> tuple[bool, str]:

@@ -92,6 +92,11 @@ class Client:
     secret: str | None = None
     certificate_pem: bytes | None = None
     roles: tuple[str, ...] = ()
+    # Workload identity federation: (issuer, subject) -> the issuer's public key.
+    federated: dict[tuple[str, str], rsa.RSAPublicKey] = field(default_factory=dict)
+
+
+FEDERATION_AUDIENCE = "api://AzureADTokenExchange"
 
 
 @dataclass
@@ -165,6 +170,10 @@ class EntraEmulator:
         roles: tuple[str, ...] | list[str] = (),
     ) -> None:
         self.clients[client_id] = Client(client_id, secret, certificate_pem, tuple(roles))
+
+    def register_federated(self, client_id: str, *, issuer: str, subject: str, key: rsa.RSAPublicKey) -> None:
+        """Trust tokens from an external issuer (e.g. a Kubernetes cluster) for ``client_id``."""
+        self.clients[client_id].federated[(issuer, subject)] = key
 
     def register_resource(self, app_id_uri: str) -> None:
         self.resources.add(app_id_uri)
@@ -330,6 +339,9 @@ class EntraEmulator:
         refused = EntraError(
             401, "invalid_client", 700027, "AADSTS700027: Client assertion failed signature validation."
         )
+        if client.federated:
+            self._verify_federated(client, assertion)
+            return
         if client.certificate_pem is None:
             raise refused
         try:
@@ -376,6 +388,45 @@ class EntraEmulator:
             raise EntraError(
                 401, "invalid_client", 700023, "AADSTS700023: Client assertion iss/sub must be the client id."
             )
+
+    def _verify_federated(self, client: Client, assertion: str) -> None:
+        """A token from a trusted external issuer, as workload identity federation accepts it."""
+        try:
+            unverified = jwt.decode(assertion, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            raise EntraError(400, "invalid_request", 50027, "AADSTS50027: JWT token is invalid or malformed.") from None
+        key = client.federated.get((str(unverified.get("iss")), str(unverified.get("sub"))))
+        if key is None:
+            raise EntraError(
+                400,
+                "invalid_request",
+                70021,
+                "AADSTS70021: No matching federated identity record found for presented assertion issuer and subject.",
+            )
+        try:
+            jwt.decode(
+                assertion,
+                key,
+                algorithms=["RS256"],
+                audience=FEDERATION_AUDIENCE,
+                options={"require": ["exp", "iss", "sub"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise EntraError(
+                400, "invalid_client", 700024, "AADSTS700024: Client assertion is not within its valid time range."
+            ) from None
+        except jwt.InvalidAudienceError:
+            raise EntraError(
+                400,
+                "invalid_request",
+                700212,
+                f"AADSTS700212: No matching federated identity record found for presented assertion audience; "
+                f"expected {FEDERATION_AUDIENCE}.",
+            ) from None
+        except jwt.PyJWTError:
+            raise EntraError(
+                401, "invalid_client", 700027, "AADSTS700027: Client assertion failed signature validation."
+            ) from None
 
     def _resource(self, scope: str) -> str:
         scopes = scope.split()

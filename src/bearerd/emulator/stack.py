@@ -8,19 +8,25 @@ from __future__ import annotations
 
 import secrets
 import socket
+import time
 from pathlib import Path
 from types import TracebackType
 
+import jwt
 from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bearerd.emulator.appproxy import AppProxyEmulator
 from bearerd.emulator.backend import backend_app
-from bearerd.emulator.entra import EntraEmulator
+from bearerd.emulator.entra import FEDERATION_AUDIENCE, EntraEmulator
 from bearerd.emulator.pki import LocalCA, make_client_certificate, write_private
 
 DEFAULT_TENANT = "7e5a1f00-0000-4000-8000-00000000b0d1"
 SECRET_CLIENT_ID = "0b5e0000-0000-4000-8000-0000000c11e1"  # noqa: S105 - an app ID, not a secret
 CERT_CLIENT_ID = "0b5e0000-0000-4000-8000-0000000c11e2"
+FEDERATED_CLIENT_ID = "0b5e0000-0000-4000-8000-0000000c11e3"
+FEDERATED_ISSUER = "https://oidc.cluster.emulator/6f0e0000"
+FEDERATED_SUBJECT = "system:serviceaccount:default:legacy-app"
 
 
 def _bound_socket() -> socket.socket:
@@ -47,6 +53,9 @@ class EmulatorStack:
         self.apps: dict[str, AppProxyEmulator] = {}
         self.secret_client_id = SECRET_CLIENT_ID
         self.cert_client_id = CERT_CLIENT_ID
+        self.federated_client_id = FEDERATED_CLIENT_ID
+        self.federated_token_file = workdir / "federated-token"
+        self._issuer_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.client_secret_file = workdir / "client-secret"
         self.cert_file = workdir / "client-cert.pem"
         self.key_file = workdir / "client-key.pem"
@@ -83,6 +92,14 @@ class EmulatorStack:
         cert_pem = make_client_certificate(self.cert_file, self.key_file, "bearerd-emulator-client")
         self.entra.register_client(self.secret_client_id, secret=secret, roles=["Api.Access"])
         self.entra.register_client(self.cert_client_id, certificate_pem=cert_pem, roles=["Api.Access"])
+        self.entra.register_client(self.federated_client_id, roles=["Api.Access"])
+        self.entra.register_federated(
+            self.federated_client_id,
+            issuer=FEDERATED_ISSUER,
+            subject=FEDERATED_SUBJECT,
+            key=self._issuer_key.public_key(),
+        )
+        self.write_federated_token()
 
         entra_sock, backend_sock = _bound_socket(), _bound_socket()
         self.authority = f"https://127.0.0.1:{entra_sock.getsockname()[1]}/{self.tenant_id}"
@@ -95,6 +112,24 @@ class EmulatorStack:
             self.entra.register_resource(app.app_id_uri)
             self.apps[name] = app
             await self._serve(app.app(), sock, tls=True)
+
+    def write_federated_token(self, lifetime_s: int = 3600) -> str:
+        """Write a service-account token like the one Kubernetes projects into the pod (and rotates)."""
+        now = int(time.time())
+        token = jwt.encode(
+            {
+                "iss": FEDERATED_ISSUER,
+                "sub": FEDERATED_SUBJECT,
+                "aud": [FEDERATION_AUDIENCE],
+                "iat": now,
+                "nbf": now,
+                "exp": now + lifetime_s,
+            },
+            self._issuer_key,
+            algorithm="RS256",
+        )
+        write_private(self.federated_token_file, token.encode())
+        return token
 
     async def _stop(self) -> None:
         for runner in reversed(self._runners):
