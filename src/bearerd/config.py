@@ -140,13 +140,42 @@ def _read_secret_file(path: Path, what: str) -> str:
 _RESOLVED_FIELDS = frozenset({"secret", "private_key_pem", "certificate_pem", "thumbprint"})
 
 
-class _CredentialBase(_Frozen):
-    tenant_id: str | None = None
-    authority: str | None = None
-    client_id: str = Field(min_length=1)
+class _CommonCredential(_Frozen):
     ca_file: Path | None = None
     connect_timeout_s: float = Field(default=5.0, gt=0)
     timeout_s: float = Field(default=20.0, gt=0)
+
+    @property
+    def sign_in_hosts(self) -> frozenset[str]:
+        """Where App Proxy may send a refused caller (``host:port``)."""
+        return frozenset(f"{h}:443" for h in KNOWN_SIGN_IN_HOSTS)
+
+
+class ManagedIdentityCredential(_CommonCredential):
+    """An Azure managed identity: no secret at all, the platform vouches for the machine.
+
+    MSAL picks the source from the platform's environment (IMDS on VMs, ``IDENTITY_ENDPOINT`` +
+    ``IDENTITY_HEADER`` on App Service/Functions/Container Apps, Azure Arc, Service Fabric, Cloud Shell).
+    Set one of ``client_id``/``object_id``/``resource_id`` for a user-assigned identity.
+    """
+
+    kind: Literal["managed_identity"]
+    client_id: str | None = None
+    object_id: str | None = None
+    resource_id: str | None = None
+
+    @model_validator(mode="after")
+    def _one_identity(self) -> ManagedIdentityCredential:
+        given = [k for k in ("client_id", "object_id", "resource_id") if getattr(self, k)]
+        if len(given) > 1:
+            raise ValueError("a user-assigned identity is named by one of client_id, object_id or resource_id")
+        return self
+
+
+class _CredentialBase(_CommonCredential):
+    tenant_id: str | None = None
+    authority: str | None = None
+    client_id: str = Field(min_length=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -181,7 +210,7 @@ class _CredentialBase(_Frozen):
     @property
     def sign_in_hosts(self) -> frozenset[str]:
         """Where App Proxy may send a refused caller: known sign-in hosts and the authority's host."""
-        return frozenset(f"{h}:443" for h in KNOWN_SIGN_IN_HOSTS) | {origin_key(self.authority_url)}
+        return super().sign_in_hosts | {origin_key(self.authority_url)}
 
 
 class ClientSecretCredential(_CredentialBase):
@@ -216,7 +245,8 @@ class ClientAssertionCredential(_CredentialBase):
 
 
 Credential = Annotated[
-    ClientSecretCredential | CertificateCredential | ClientAssertionCredential, Field(discriminator="kind")
+    ClientSecretCredential | CertificateCredential | ClientAssertionCredential | ManagedIdentityCredential,
+    Field(discriminator="kind"),
 ]
 # The variables Azure Workload Identity injects into a pod; they fill settings left out of the file.
 _WORKLOAD_IDENTITY_ENV = {
@@ -374,6 +404,13 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"[routes.{name}] credential {route.credential!r} is not a [credentials.*] table (known: {known})"
                 )
+            if isinstance(self.credentials[route.credential], ManagedIdentityCredential) and (
+                len(route.scopes) != 1 or not route.scopes[0].endswith("/.default")
+            ):
+                raise ValueError(
+                    f"[routes.{name}] scopes: a managed identity gets tokens for one resource; give exactly one "
+                    "scope ending in /.default"
+                )
             key = route.match.path_prefix
             if key is not None:
                 norm = key.rstrip("/") + "/"
@@ -490,6 +527,8 @@ def _load_secret_material(cred: Credential, environ: Mapping[str, str]) -> tuple
                 "Move it to client_secret_file (mode 0600) or client_secret_env"
             )
         return cred.model_copy(update={"secret": SecretStr(secret)}), warnings
+    if isinstance(cred, ManagedIdentityCredential):
+        return cred, warnings
     if isinstance(cred, ClientAssertionCredential):
         try:
             if not cred.token_file.read_text(encoding="utf-8").strip():
@@ -537,6 +576,7 @@ def _load_secret_material(cred: Credential, environ: Mapping[str, str]) -> tuple
     )
 
 
+_CREDENTIAL_KINDS = ("client_secret", "certificate", "client_assertion", "managed_identity")
 _FIX_HINTS = {
     "missing": "add it",
     "extra_forbidden": "remove it (unknown setting)",
@@ -579,6 +619,7 @@ def _unknown_field_hint(parts: list[str]) -> str:
         ClientSecretCredential,
         CertificateCredential,
         ClientAssertionCredential,
+        ManagedIdentityCredential,
         RouteSettings,
         RouteMatch,
         Settings,

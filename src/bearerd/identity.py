@@ -37,6 +37,7 @@ from bearerd.config import (
     ClientSecretCredential,
     Credential,
     Egress,
+    ManagedIdentityCredential,
 )
 
 # The worker thread records the identity provider's Retry-After here; the caller owns the dict.
@@ -157,7 +158,19 @@ def _read_assertion(path: Path) -> Callable[[], str]:
     return read
 
 
-def _client_credential(cred: Credential) -> str | dict[str, Any]:
+def _managed_identity(cred: ManagedIdentityCredential) -> Any:
+    if cred.client_id:
+        return msal.UserAssignedManagedIdentity(client_id=cred.client_id)
+    if cred.object_id:
+        return msal.UserAssignedManagedIdentity(object_id=cred.object_id)
+    if cred.resource_id:
+        return msal.UserAssignedManagedIdentity(resource_id=cred.resource_id)
+    return msal.SystemAssignedManagedIdentity()
+
+
+def _client_credential(
+    cred: ClientSecretCredential | CertificateCredential | ClientAssertionCredential,
+) -> str | dict[str, Any]:
     if isinstance(cred, ClientSecretCredential):
         return cred.secret.get_secret_value()
     if isinstance(cred, ClientAssertionCredential):
@@ -185,25 +198,46 @@ class CredentialClient:
         self.credential = cred
         self.ssl_context = tls_context(str(cred.ca_file) if cred.ca_file else None)
         self._session = MsalSession(self.ssl_context, egress, cred.connect_timeout_s, cred.timeout_s)
-        self._app: msal.ConfidentialClientApplication | None = None
+        self._app: msal.ConfidentialClientApplication | msal.ManagedIdentityClient | None = None
+        self._cache = msal.TokenCache()
         self._build_lock = threading.Lock()
 
     def close(self) -> None:
         self._session.close()
 
-    def _application(self) -> msal.ConfidentialClientApplication:
+    def _application(self) -> msal.ConfidentialClientApplication | msal.ManagedIdentityClient:
         with self._build_lock:
             if self._app is None:
-                self._app = msal.ConfidentialClientApplication(
-                    self.credential.client_id,
-                    client_credential=_client_credential(self.credential),
-                    authority=self.credential.authority_url,
-                    instance_discovery=False,
-                    http_client=self._session,
-                    token_cache=msal.TokenCache(),
-                    http_cache=_NoReplayCache(),
-                )
+                cred = self.credential
+                if isinstance(cred, ManagedIdentityCredential):
+                    self._app = msal.ManagedIdentityClient(
+                        _managed_identity(cred),
+                        http_client=self._session,
+                        token_cache=self._cache,
+                        http_cache=_NoReplayCache(),
+                    )
+                else:
+                    self._app = msal.ConfidentialClientApplication(
+                        cred.client_id,
+                        client_credential=_client_credential(cred),
+                        authority=cred.authority_url,
+                        instance_discovery=False,
+                        http_client=self._session,
+                        token_cache=self._cache,
+                        http_cache=_NoReplayCache(),
+                    )
             return self._app
+
+    def _request_token(self, scopes: tuple[str, ...]) -> Any:
+        app = self._application()
+        # Drop MSAL's cached copy: bearerd is the cache, and MSAL would hand back its copy until five
+        # minutes before expiry, so an early refresh would get nothing new.
+        for entry in self._cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN):
+            self._cache.remove_at(entry)
+        if isinstance(app, msal.ManagedIdentityClient):
+            # Managed identity speaks the v1 "resource" dialect: the scope without "/.default".
+            return app.acquire_token_for_client(resource=scopes[0].removesuffix("/.default"))
+        return app.acquire_token_for_client(scopes=list(scopes))
 
     def acquire_for_client(self, scopes: tuple[str, ...], sink: dict[str, float]) -> AcquiredToken:
         """Blocking: a new app-only token from the identity provider, never MSAL's cached copy.
@@ -214,9 +248,7 @@ class CredentialClient:
         """
         _retry_after_sink.set(sink)
         try:
-            app = self._application()
-            app.remove_tokens_for_client()
-            result = app.acquire_token_for_client(scopes=list(scopes))
+            result = self._request_token(scopes)
         except msal.exceptions.MsalServiceError as exc:  # MSAL raises on 5xx
             status = getattr(exc, "error", None) or "server_error"
             raise IdentityProviderError(

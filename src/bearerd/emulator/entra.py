@@ -157,6 +157,8 @@ class EntraEmulator:
         self.calls: list[TokenCall] = []
         self.discovery_calls = 0
         self.issued_tokens: list[str] = []
+        self.system_identity: str | None = None
+        self.identity_header = secrets.token_hex(16)
         self._keys = [SigningKey.generate()]
 
     # -- registration --------------------------------------------------------------------------
@@ -174,6 +176,11 @@ class EntraEmulator:
     def register_federated(self, client_id: str, *, issuer: str, subject: str, key: rsa.RSAPublicKey) -> None:
         """Trust tokens from an external issuer (e.g. a Kubernetes cluster) for ``client_id``."""
         self.clients[client_id].federated[(issuer, subject)] = key
+
+    def register_managed_identity(self, client_id: str, *, system_assigned: bool = False) -> None:
+        self.clients[client_id] = Client(client_id, roles=("Api.Access",))
+        if system_assigned:
+            self.system_identity = client_id
 
     def register_resource(self, app_id_uri: str) -> None:
         self.resources.add(app_id_uri)
@@ -483,6 +490,69 @@ class EntraEmulator:
             "correlation_id": str(uuid.uuid4()),
         }
         return web.json_response(body, status=exc.status, headers=headers)
+
+    # -- managed identity ----------------------------------------------------------------------
+
+    def managed_identity_app(self) -> web.Application:
+        """The local token services of Azure hosts: App Service's and IMDS's (plain HTTP, like theirs)."""
+        app = web.Application()
+        app.router.add_get("/msi/token", self._app_service_token)
+        app.router.add_get("/metadata/identity/oauth2/token", self._imds_token)
+        return app
+
+    def _identity_for(self, request: web.Request) -> Client:
+        client_id = request.query.get("client_id")
+        if client_id is None:
+            if request.query.get("object_id") or request.query.get("mi_res_id") or request.query.get("msi_res_id"):
+                raise EntraError(400, "invalid_request", 0, "Identity not found")
+            client_id = self.system_identity or ""
+        client = self.clients.get(client_id)
+        if client is None or client.secret or client.certificate_pem or client.federated:
+            raise EntraError(400, "invalid_request", 0, "Identity not found")
+        return client
+
+    async def _mi_token(self, request: web.Request, kind: str) -> web.Response:
+        status = 200
+        client_id = request.query.get("client_id", self.system_identity or "")
+        resource = request.query.get("resource", "")
+        fault = self.faults.next()
+        try:
+            if fault is not None and fault.status is not None:
+                status = fault.status
+                headers = {"Retry-After": f"{fault.retry_after_s:g}"} if fault.retry_after_s is not None else {}
+                return web.json_response({"error": "temporarily_unavailable"}, status=fault.status, headers=headers)
+            try:
+                if kind == "app_service" and request.headers.get("X-IDENTITY-HEADER") != self.identity_header:
+                    raise EntraError(401, "invalid_request", 0, "X-IDENTITY-HEADER missing or wrong")
+                if kind == "imds" and request.headers.get("Metadata") != "true":
+                    raise EntraError(400, "invalid_request", 0, "Required metadata header not specified")
+                client = self._identity_for(request)
+                if resource not in self.resources:
+                    raise EntraError(
+                        400,
+                        "invalid_resource",
+                        500011,
+                        f"AADSTS500011: The resource principal named {resource} was not found.",
+                    )
+            except EntraError as exc:
+                status = exc.status
+                return web.json_response({"error": exc.error, "error_description": exc.description}, status=exc.status)
+            token = self._issue(resource, client)
+            expires_on = int(time.time()) + self.token_lifetime_s
+            body = {"access_token": token, "expires_on": str(expires_on), "resource": resource, "token_type": "Bearer"}
+            if kind == "imds":
+                body["expires_in"] = str(self.token_lifetime_s)
+            else:
+                body["client_id"] = client.client_id
+            return web.json_response(body)
+        finally:
+            self.calls.append(TokenCall(client_id, "managed_identity", resource, kind, status, time.monotonic()))
+
+    async def _app_service_token(self, request: web.Request) -> web.Response:
+        return await self._mi_token(request, "app_service")
+
+    async def _imds_token(self, request: web.Request) -> web.Response:
+        return await self._mi_token(request, "imds")
 
     # -- control -------------------------------------------------------------------------------
 

@@ -25,6 +25,8 @@ DEFAULT_TENANT = "7e5a1f00-0000-4000-8000-00000000b0d1"
 SECRET_CLIENT_ID = "0b5e0000-0000-4000-8000-0000000c11e1"  # noqa: S105 - an app ID, not a secret
 CERT_CLIENT_ID = "0b5e0000-0000-4000-8000-0000000c11e2"
 FEDERATED_CLIENT_ID = "0b5e0000-0000-4000-8000-0000000c11e3"
+SYSTEM_IDENTITY_ID = "0b5e0000-0000-4000-8000-0000000c11e4"
+USER_IDENTITY_ID = "0b5e0000-0000-4000-8000-0000000c11e5"
 FEDERATED_ISSUER = "https://oidc.cluster.emulator/6f0e0000"
 FEDERATED_SUBJECT = "system:serviceaccount:default:legacy-app"
 
@@ -62,6 +64,9 @@ class EmulatorStack:
         self.ca_file = workdir / "ca.pem"
         self.authority = ""
         self.backend_url = ""
+        self.managed_identity_url = ""  # base of the App Service / IMDS endpoints (plain http)
+        self.system_identity_id = SYSTEM_IDENTITY_ID
+        self.user_identity_id = USER_IDENTITY_ID
         self._runners: list[web.BaseRunner] = []
 
     async def __aenter__(self) -> EmulatorStack:
@@ -100,18 +105,32 @@ class EmulatorStack:
             key=self._issuer_key.public_key(),
         )
         self.write_federated_token()
+        self.entra.register_managed_identity(SYSTEM_IDENTITY_ID, system_assigned=True)
+        self.entra.register_managed_identity(USER_IDENTITY_ID)
 
         entra_sock, backend_sock = _bound_socket(), _bound_socket()
         self.authority = f"https://127.0.0.1:{entra_sock.getsockname()[1]}/{self.tenant_id}"
         self.backend_url = f"http://127.0.0.1:{backend_sock.getsockname()[1]}"
         await self._serve(self.entra.app(), entra_sock, tls=True)
         await self._serve(backend_app(), backend_sock, tls=False)
+        identity_sock = _bound_socket()
+        self.managed_identity_url = f"http://127.0.0.1:{identity_sock.getsockname()[1]}"
+        await self._serve(self.entra.managed_identity_app(), identity_sock, tls=False)
         for name in self._app_names:
             sock = _bound_socket()
             app = AppProxyEmulator(name, f"https://127.0.0.1:{sock.getsockname()[1]}/", self.backend_url, self.entra)
             self.entra.register_resource(app.app_id_uri)
             self.apps[name] = app
             await self._serve(app.app(), sock, tls=True)
+
+    def managed_identity_environment(self, source: str = "app_service") -> dict[str, str]:
+        """The variables an Azure host sets, pointing MSAL at this emulator instead."""
+        if source == "app_service":
+            return {
+                "IDENTITY_ENDPOINT": self.managed_identity_url + "/msi/token",
+                "IDENTITY_HEADER": self.entra.identity_header,
+            }
+        return {"AZURE_POD_IDENTITY_AUTHORITY_HOST": self.managed_identity_url}  # IMDS
 
     def write_federated_token(self, lifetime_s: int = 3600) -> str:
         """Write a service-account token like the one Kubernetes projects into the pod (and rotates)."""
