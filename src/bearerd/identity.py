@@ -232,7 +232,7 @@ class CredentialClient:
         app = self._application()
         # Drop MSAL's cached copy: bearerd is the cache, and MSAL would hand back its copy until five
         # minutes before expiry, so an early refresh would get nothing new.
-        for entry in self._cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN):
+        for entry in list(self._cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)):
             self._cache.remove_at(entry)
         if isinstance(app, msal.ManagedIdentityClient):
             # Managed identity speaks the v1 "resource" dialect: the scope without "/.default".
