@@ -21,9 +21,10 @@ demo: $(STAMP)                 ## emulator + daemon on localhost, prints curl li
 test: $(STAMP)                 ## the whole test suite, with coverage
 	$(BIN)/pytest --cov=bearerd --cov-report=term:skip-covered
 
-lint: $(STAMP)                 ## ruff + mypy --strict
+lint: $(STAMP)                 ## ruff + mypy --strict + hadolint
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy
+	$(BIN)/hadolint Dockerfile
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
