@@ -59,6 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     routes = sub.add_parser("routes", help="list routes: local entry -> upstream -> credential")
     with_config(routes)
 
+    login = sub.add_parser("login", help="sign a user in for a device_code credential (once; the daemon refreshes)")
+    with_config(login)
+    login.add_argument("credential", help="credential name, as in [credentials.NAME]")
+
     reload = sub.add_parser("reload", help="make the running daemon re-read its config (via the admin listener)")
     with_config(reload)
 
@@ -86,6 +90,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _routes(args)
         if command == "reload":
             return _reload(args)
+        if command == "login":
+            from bearerd.login import login
+
+            settings = _load(args.config, sys.stderr)
+            configure_logging("auto", "error", stream=sys.stderr)
+            return login(settings, args.credential)
         if command == "demo":
             from bearerd.demo import run_demo
 

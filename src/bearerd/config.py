@@ -244,8 +244,24 @@ class ClientAssertionCredential(_CredentialBase):
     token_file: Path
 
 
+class DeviceCodeCredential(_CredentialBase):
+    """A signed-in user (delegated token): `bearerd login` once, then silent refresh from the cache.
+
+    ``client_id`` is a public client app registration ("Allow public client flows" on) with the
+    App Proxy app's ``user_impersonation`` permission. ``username`` picks the account when the
+    cache holds several.
+    """
+
+    kind: Literal["device_code"]
+    username: str | None = None
+
+
 Credential = Annotated[
-    ClientSecretCredential | CertificateCredential | ClientAssertionCredential | ManagedIdentityCredential,
+    ClientSecretCredential
+    | CertificateCredential
+    | ClientAssertionCredential
+    | ManagedIdentityCredential
+    | DeviceCodeCredential,
     Field(discriminator="kind"),
 ]
 # The variables Azure Workload Identity injects into a pod; they fill settings left out of the file.
@@ -527,7 +543,7 @@ def _load_secret_material(cred: Credential, environ: Mapping[str, str]) -> tuple
                 "Move it to client_secret_file (mode 0600) or client_secret_env"
             )
         return cred.model_copy(update={"secret": SecretStr(secret)}), warnings
-    if isinstance(cred, ManagedIdentityCredential):
+    if isinstance(cred, ManagedIdentityCredential | DeviceCodeCredential):
         return cred, warnings
     if isinstance(cred, ClientAssertionCredential):
         try:
@@ -576,7 +592,7 @@ def _load_secret_material(cred: Credential, environ: Mapping[str, str]) -> tuple
     )
 
 
-_CREDENTIAL_KINDS = ("client_secret", "certificate", "client_assertion", "managed_identity")
+_CREDENTIAL_KINDS = ("client_secret", "certificate", "client_assertion", "managed_identity", "device_code")
 _FIX_HINTS = {
     "missing": "add it",
     "extra_forbidden": "remove it (unknown setting)",
@@ -620,6 +636,7 @@ def _unknown_field_hint(parts: list[str]) -> str:
         CertificateCredential,
         ClientAssertionCredential,
         ManagedIdentityCredential,
+        DeviceCodeCredential,
         RouteSettings,
         RouteMatch,
         Settings,
@@ -627,6 +644,14 @@ def _unknown_field_hint(parts: list[str]) -> str:
         candidates |= set(model.model_fields)
     close = difflib.get_close_matches(parts[-1], sorted(candidates), n=1)
     return f"unknown setting; did you mean {close[0]!r}?" if close else "unknown setting; remove it"
+
+
+def default_state_dir(environ: Mapping[str, str]) -> Path:
+    """systemd's StateDirectory, else the XDG state directory."""
+    if environ.get("STATE_DIRECTORY"):
+        return Path(environ["STATE_DIRECTORY"].split(":")[0])
+    base = environ.get("XDG_STATE_HOME") or str(Path(environ.get("HOME", "/var/lib")) / ".local" / "state")
+    return Path(base) / "bearerd"
 
 
 def load_settings(path: str | Path) -> tuple[Settings, list[str]]:
@@ -679,6 +704,12 @@ def load_settings(path: str | Path) -> tuple[Settings, list[str]]:
         watchdog_pid=int(env["WATCHDOG_PID"]) if env.get("WATCHDOG_PID", "").isdigit() else None,
     )
     final = settings.model_copy(
-        update={"credentials": resolved, "egress": egress, "runtime": runtime, "source_file": shown}
+        update={
+            "credentials": resolved,
+            "egress": egress,
+            "runtime": runtime,
+            "source_file": shown,
+            "state_dir": settings.state_dir or default_state_dir(env),
+        }
     )
     return final, warnings

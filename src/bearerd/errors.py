@@ -16,6 +16,7 @@ boundary each (``proxy.py`` for the upstream, ``tokens.py`` for the identity pro
         ├── UpstreamUnreachable 502   connect refused/reset, TLS failure, bad response
         ├── TokenRejected       502   the upstream refused a fresh token
         ├── TokenUnavailable    503   no usable token (identity provider failing)
+        │   └── LoginRequired   503   a user credential has no signed-in user: run `bearerd login`
         └── UpstreamTimeout     504   upstream too slow
 
 The ``type`` URIs are stable: clients and alerting may key on them, so never rename one.
@@ -127,6 +128,11 @@ class TokenUnavailable(ProxyError):
     status = 503
     slug = "token-unavailable"
     title = "No access token available"
+
+
+class LoginRequired(TokenUnavailable):
+    slug = "login-required"
+    title = "A user must sign in"
 
 
 class UpstreamTimeout(ProxyError):

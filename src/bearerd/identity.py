@@ -31,11 +31,13 @@ import msal
 import requests
 from requests.adapters import HTTPAdapter
 
+from bearerd.cache import PersistentTokenCache
 from bearerd.config import (
     CertificateCredential,
     ClientAssertionCredential,
     ClientSecretCredential,
     Credential,
+    DeviceCodeCredential,
     Egress,
     ManagedIdentityCredential,
 )
@@ -190,28 +192,61 @@ _PERMANENT_ERRORS = frozenset(
 )
 
 
+class LoginRequired(IdentityProviderError):
+    """A user credential has no usable signed-in account: only `bearerd login` can fix it."""
+
+
+# Answers that mean "the user must sign in (again)", not "try again later".
+_INTERACTION_ERRORS = frozenset({"invalid_grant", "interaction_required", "consent_required", "login_required"})
+# How often a credential waiting for `bearerd login` looks at its cache file again (no network call).
+LOGIN_RECHECK_S = 2.0
+
+
+def cache_path(state_dir: Path, credential: str) -> Path:
+    return state_dir / f"{credential}.msal-cache.json"
+
+
 class CredentialClient:
     """One MSAL application for one credential, shared by all of its routes."""
 
-    def __init__(self, name: str, cred: Credential, egress: Egress) -> None:
+    def __init__(
+        self, name: str, cred: Credential, egress: Egress, state_dir: Path | None = None, config_file: str = "FILE"
+    ) -> None:
         self.name = name
         self.credential = cred
         self.ssl_context = tls_context(str(cred.ca_file) if cred.ca_file else None)
         self._session = MsalSession(self.ssl_context, egress, cred.connect_timeout_s, cred.timeout_s)
-        self._app: msal.ConfidentialClientApplication | msal.ManagedIdentityClient | None = None
-        self._cache = msal.TokenCache()
+        self._app: msal.ClientApplication | msal.ManagedIdentityClient | None = None
+        self._cache: msal.TokenCache = msal.TokenCache()
+        if isinstance(cred, DeviceCodeCredential):
+            self._cache = PersistentTokenCache(cache_path(state_dir or Path("."), name))
+        self.login_command = f"bearerd login {name} -c {config_file}"
         self._build_lock = threading.Lock()
+
+    @property
+    def persistent_cache(self) -> PersistentTokenCache | None:
+        return self._cache if isinstance(self._cache, PersistentTokenCache) else None
 
     def close(self) -> None:
         self._session.close()
 
-    def _application(self) -> msal.ConfidentialClientApplication | msal.ManagedIdentityClient:
+    def application(self) -> msal.ClientApplication | msal.ManagedIdentityClient:
+        """The MSAL app, built on first use (its constructor runs discovery over the network)."""
         with self._build_lock:
             if self._app is None:
                 cred = self.credential
                 if isinstance(cred, ManagedIdentityCredential):
                     self._app = msal.ManagedIdentityClient(
                         _managed_identity(cred),
+                        http_client=self._session,
+                        token_cache=self._cache,
+                        http_cache=_NoReplayCache(),
+                    )
+                elif isinstance(cred, DeviceCodeCredential):
+                    self._app = msal.PublicClientApplication(
+                        cred.client_id,
+                        authority=cred.authority_url,
+                        instance_discovery=False,
                         http_client=self._session,
                         token_cache=self._cache,
                         http_cache=_NoReplayCache(),
@@ -229,7 +264,9 @@ class CredentialClient:
             return self._app
 
     def _request_token(self, scopes: tuple[str, ...]) -> Any:
-        app = self._application()
+        app = self.application()
+        if isinstance(app, msal.PublicClientApplication):
+            return self._request_user_token(app, scopes)
         # Drop MSAL's cached copy: bearerd is the cache, and MSAL would hand back its copy until five
         # minutes before expiry, so an early refresh would get nothing new.
         for entry in list(self._cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)):
@@ -237,7 +274,39 @@ class CredentialClient:
         if isinstance(app, msal.ManagedIdentityClient):
             # Managed identity speaks the v1 "resource" dialect: the scope without "/.default".
             return app.acquire_token_for_client(resource=scopes[0].removesuffix("/.default"))
+        assert isinstance(app, msal.ConfidentialClientApplication)  # noqa: S101 - by construction
         return app.acquire_token_for_client(scopes=list(scopes))
+
+    def _request_user_token(self, app: msal.PublicClientApplication, scopes: tuple[str, ...]) -> Any:
+        """Silent only: the daemon never prompts. The cache file is re-read (a login may have happened)
+        and written back after every acquisition, because refresh tokens rotate."""
+        cache = self.persistent_cache
+        assert cache is not None  # noqa: S101 - device_code credentials always have one
+        cred = self.credential
+        with cache.locked():
+            accounts = app.get_accounts(username=getattr(cred, "username", None))
+            if not accounts:
+                raise LoginRequired(
+                    f"no signed-in user in {cache.path}; run: {self.login_command}",
+                    code="login_required",
+                    retry_after=LOGIN_RECHECK_S,
+                )
+            # force_refresh: bearerd keeps the access token itself; asking means "a new one, please".
+            result = app.acquire_token_silent_with_error(list(scopes), accounts[0], force_refresh=True)
+        if result is None:
+            raise LoginRequired(
+                f"the cached sign-in can't be used for these scopes; run: {self.login_command}",
+                code="login_required",
+                retry_after=LOGIN_RECHECK_S,
+            )
+        if isinstance(result, dict) and result.get("error") in _INTERACTION_ERRORS:
+            raise LoginRequired(
+                f"the user must sign in again ({result.get('error')}: "
+                f"{_first_line(str(result.get('error_description', '')), 120)}); run: {self.login_command}",
+                code="login_required",
+                retry_after=LOGIN_RECHECK_S,
+            )
+        return result
 
     def acquire_for_client(self, scopes: tuple[str, ...], sink: dict[str, float]) -> AcquiredToken:
         """Blocking: a new app-only token from the identity provider, never MSAL's cached copy.
@@ -249,6 +318,8 @@ class CredentialClient:
         _retry_after_sink.set(sink)
         try:
             result = self._request_token(scopes)
+        except IdentityProviderError:
+            raise
         except msal.exceptions.MsalServiceError as exc:  # MSAL raises on 5xx
             status = getattr(exc, "error", None) or "server_error"
             raise IdentityProviderError(

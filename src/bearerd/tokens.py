@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 import structlog
 
 from bearerd.config import Settings
+from bearerd.errors import LoginRequired as LoginRequiredProblem
 from bearerd.errors import TokenUnavailable
-from bearerd.identity import AcquiredToken, CredentialClient, IdentityProviderError
+from bearerd.identity import AcquiredToken, CredentialClient, IdentityProviderError, LoginRequired
 
 log = structlog.get_logger("bearerd.tokens")
 
@@ -191,6 +192,11 @@ class TokenProvider:
     # -- internals ----------------------------------------------------------------------------
 
     def _unavailable(self, retry_in: float) -> TokenUnavailable:
+        if isinstance(self._last_error, LoginRequired):
+            return LoginRequiredProblem(
+                f"credential {self.client.name!r} needs a signed-in user: {self._last_error}",
+                retry_after=max(1.0, retry_in),
+            )
         reason = str(self._last_error) if self._last_error is not None else "no token yet"
         return TokenUnavailable(
             f"no access token for credential {self.client.name!r}: {reason}; retrying in {retry_in:.0f} s",
@@ -275,11 +281,16 @@ class TokenProvider:
             delay = max(delay, BACKOFF_PERMANENT_MIN_S)
         if error.retry_after is not None:
             delay = max(delay, error.retry_after)
+        if isinstance(error, LoginRequired):
+            delay = error.retry_after or delay  # a local look at the cache file: cheap, and quick to notice a login
+        repeated = self._last_error is not None and self._last_error.code == error.code
         self._next_attempt_at = now + delay
         self._last_error = error
         token = self._token
         still_valid = token is not None and now < token.usable_until
-        log.warning(
+        # Waiting for a sign-in is one state, not an error per attempt: say it once.
+        level = log.debug if repeated and isinstance(error, LoginRequired) else log.warning
+        level(
             "token.acquire_failed",
             credential=self.client.name,
             scopes=list(self.scopes),
@@ -290,7 +301,7 @@ class TokenProvider:
             serving_valid_token=still_valid,
             duration_ms=round((now - started) * 1000, 1),
         )
-        if still_valid:
+        if still_valid or isinstance(error, LoginRequired):
             self._schedule(self._next_attempt_at)
 
     def _schedule(self, at: float) -> None:
@@ -351,7 +362,9 @@ class Providers:
             client = self.clients.get(rs.credential)
             if client is None:
                 cred = self._settings.credentials[rs.credential]
-                client = self.clients[rs.credential] = CredentialClient(rs.credential, cred, self._settings.egress)
+                client = self.clients[rs.credential] = CredentialClient(
+                    rs.credential, cred, self._settings.egress, self._settings.state_dir, self._settings.source_file
+                )
             provider = self._by_key[key] = TokenProvider(client, key[1], on_attempt=self._on_attempt)
         return provider
 

@@ -27,7 +27,9 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509 import load_pem_x509_certificate
 
+from bearerd.emulator.oauth_errors import EntraError
 from bearerd.emulator.pki import thumbprints
+from bearerd.emulator.users import DEVICE_CODE_GRANT, UserFlows
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 _DEFAULT_SUFFIX = "/.default"
@@ -129,15 +131,6 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-class EntraError(Exception):
-    def __init__(self, status: int, error: str, code: int, description: str) -> None:
-        super().__init__(description)
-        self.status = status
-        self.error = error
-        self.code = code
-        self.description = description
-
-
 class EntraEmulator:
     def __init__(
         self,
@@ -158,6 +151,9 @@ class EntraEmulator:
         self.discovery_calls = 0
         self.issued_tokens: list[str] = []
         self.system_identity: str | None = None
+        self.users = UserFlows(self)
+        # Set by the stack once the port is known; the issuer of id_tokens is under it.
+        self.authority_base = f"https://login.microsoftonline.com/{tenant_id}"
         self.identity_header = secrets.token_hex(16)
         self._keys = [SigningKey.generate()]
 
@@ -207,6 +203,7 @@ class EntraEmulator:
         app.router.add_get(t + "/v2.0/.well-known/openid-configuration", self._discovery)
         app.router.add_get(t + "/discovery/v2.0/keys", self._jwks)
         app.router.add_post(t + "/oauth2/v2.0/token", self._token)
+        app.router.add_post(t + "/oauth2/v2.0/devicecode", self._devicecode)
         app.router.add_get("/_emulator/calls", self._control_calls)
         app.router.add_post("/_emulator/faults", self._control_fault)
         app.router.add_delete("/_emulator/faults", self._control_clear)
@@ -294,7 +291,41 @@ class EntraEmulator:
                     header = {"invalid": True}
             self.calls.append(TokenCall(client_id, grant_type, scope, method, status, time.monotonic(), header))
 
+    async def _devicecode(self, request: web.Request) -> web.Response:
+        try:
+            self._check_tenant(request)
+            return web.json_response(await self.users.devicecode(request, self._base(request)))
+        except EntraError as exc:
+            return self._error_response(exc)
+
+    def issue_user_token(self, audience: str, client_id: str, oid: str, upn: str, scp: str) -> str:
+        """A delegated access token: ``scp`` instead of ``roles``, and the user's identity."""
+        now = int(time.time()) + self.clock_skew_s
+        claims = {
+            "aud": audience,
+            "iss": self.issuer,
+            "iat": now,
+            "nbf": now,
+            "exp": now + self.token_lifetime_s,
+            "tid": self.tenant_id,
+            "appid": client_id,
+            "azp": client_id,
+            "appidacr": "0",
+            "scp": scp,
+            "oid": oid,
+            "sub": oid,
+            "upn": upn,
+            "ver": "1.0",
+            "uti": secrets.token_urlsafe(16),
+        }
+        key = self._keys[0]
+        token = jwt.encode(claims, key.private_key, algorithm="RS256", headers={"kid": key.kid, "typ": "JWT"})
+        self.issued_tokens.append(token)
+        return token
+
     def _grant(self, request: web.Request, fields: dict[str, str]) -> dict[str, Any]:
+        if fields.get("grant_type") in (DEVICE_CODE_GRANT, "refresh_token"):
+            return self.users.grant(fields)
         if fields.get("grant_type") != "client_credentials":
             raise EntraError(
                 400, "unsupported_grant_type", 70003, "AADSTS70003: The app requested an unsupported grant type."

@@ -26,6 +26,8 @@ SECRET_CLIENT_ID = "0b5e0000-0000-4000-8000-0000000c11e1"  # noqa: S105 - an app
 CERT_CLIENT_ID = "0b5e0000-0000-4000-8000-0000000c11e2"
 FEDERATED_CLIENT_ID = "0b5e0000-0000-4000-8000-0000000c11e3"
 SYSTEM_IDENTITY_ID = "0b5e0000-0000-4000-8000-0000000c11e4"
+PUBLIC_CLIENT_ID = "0b5e0000-0000-4000-8000-0000000c11e6"
+DEMO_USER = "alice@contoso.example"
 USER_IDENTITY_ID = "0b5e0000-0000-4000-8000-0000000c11e5"
 FEDERATED_ISSUER = "https://oidc.cluster.emulator/6f0e0000"
 FEDERATED_SUBJECT = "system:serviceaccount:default:legacy-app"
@@ -66,6 +68,8 @@ class EmulatorStack:
         self.backend_url = ""
         self.managed_identity_url = ""  # base of the App Service / IMDS endpoints (plain http)
         self.system_identity_id = SYSTEM_IDENTITY_ID
+        self.public_client_id = PUBLIC_CLIENT_ID
+        self.user = DEMO_USER
         self.user_identity_id = USER_IDENTITY_ID
         self._runners: list[web.BaseRunner] = []
 
@@ -107,9 +111,12 @@ class EmulatorStack:
         self.write_federated_token()
         self.entra.register_managed_identity(SYSTEM_IDENTITY_ID, system_assigned=True)
         self.entra.register_managed_identity(USER_IDENTITY_ID)
+        self.entra.users.register_public_client(PUBLIC_CLIENT_ID)
+        self.entra.users.add_user(DEMO_USER)
 
         entra_sock, backend_sock = _bound_socket(), _bound_socket()
         self.authority = f"https://127.0.0.1:{entra_sock.getsockname()[1]}/{self.tenant_id}"
+        self.entra.authority_base = self.authority
         self.backend_url = f"http://127.0.0.1:{backend_sock.getsockname()[1]}"
         await self._serve(self.entra.app(), entra_sock, tls=True)
         await self._serve(backend_app(), backend_sock, tls=False)
@@ -118,7 +125,13 @@ class EmulatorStack:
         await self._serve(self.entra.managed_identity_app(), identity_sock, tls=False)
         for name in self._app_names:
             sock = _bound_socket()
-            app = AppProxyEmulator(name, f"https://127.0.0.1:{sock.getsockname()[1]}/", self.backend_url, self.entra)
+            app = AppProxyEmulator(
+                name,
+                f"https://127.0.0.1:{sock.getsockname()[1]}/",
+                self.backend_url,
+                self.entra,
+                required_scope="user_impersonation",  # what delegated tokens for App Proxy apps carry
+            )
             self.entra.register_resource(app.app_id_uri)
             self.apps[name] = app
             await self._serve(app.app(), sock, tls=True)

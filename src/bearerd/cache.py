@@ -1,0 +1,120 @@
+"""MSAL's token cache on disk, for user credentials: a restart needs no new sign-in.
+
+The file holds refresh tokens, so it is written the careful way: a temporary file in the same
+directory (created 0600, never wider), ``fsync``, ``rename`` over the old one, ``fsync`` of the
+directory. A crash at any moment leaves either the old or the new file, never half of one.
+
+``bearerd login`` (another process) and the daemon share the file. An exclusive ``flock`` on a
+sibling lock file serialises them; whoever holds it first reloads the file if someone else
+changed it, so the daemon picks up a fresh sign-in and a login doesn't lose the daemon's rotated
+refresh tokens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msal
+import structlog
+
+log = structlog.get_logger("bearerd.cache")
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    directory = path.parent
+    tmp = directory / f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class PersistentTokenCache(msal.SerializableTokenCache):  # type: ignore[misc]
+    """A SerializableTokenCache backed by one file, safe across processes and crashes."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+        self._lock_path = path.with_name(path.name + ".lock")
+        self._seen: tuple[int, int] | None = None  # (mtime_ns, size) of the file we last read or wrote
+        self._thread_lock = threading.Lock()
+
+    def _ensure_directory(self) -> None:
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    @contextlib.contextmanager
+    def locked(self, prefer_ours: bool = False) -> Iterator[None]:
+        """Hold the cross-process lock, with the file's newest content merged in.
+
+        On a conflict the file wins (it holds the newest rotated refresh token), except with
+        ``prefer_ours`` — a fresh sign-in, which is newer than anything in the file.
+        """
+        self._ensure_directory()
+        with self._thread_lock:
+            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                self._reload_if_changed(prefer_ours)
+                yield
+                self._save_if_changed()
+            finally:
+                os.close(fd)  # releases the flock
+
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def _reload_if_changed(self, prefer_ours: bool = False) -> None:
+        stamp = self._stamp()
+        if stamp is None or stamp == self._seen:
+            return
+        changed = bool(getattr(self, "has_state_changed", False))
+        text = self.path.read_text(encoding="utf-8")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            # Can't happen with atomic writes; if the file was edited by hand, say so and start empty.
+            log.error("cache.unreadable", path=str(self.path))
+            data = {}
+        ours = json.loads(self.serialize() or "{}")
+        merged: dict[str, Any] = {}
+        for section in set(ours) | set(data):
+            first, second = (data, ours) if prefer_ours else (ours, data)
+            merged[section] = {**(first.get(section) or {}), **(second.get(section) or {})}
+        self.deserialize(json.dumps(merged))
+        self.has_state_changed = changed and prefer_ours
+        self._seen = stamp
+
+    def _save_if_changed(self) -> None:
+        if not self.has_state_changed:
+            return
+        write_atomically(self.path, self.serialize().encode())
+        self.has_state_changed = False
+        self._seen = self._stamp()
+
+    def accounts_snapshot(self) -> list[dict[str, Any]]:
+        """Accounts in the file now (for `bearerd login` output and readiness)."""
+        with self.locked():
+            return list(self.search(msal.TokenCache.CredentialType.ACCOUNT))

@@ -1,0 +1,106 @@
+"""``bearerd login``: the one interactive moment of a user credential (device code flow).
+
+Prints Microsoft's instruction (URL + code) and a countdown, waits for the user to finish in any
+browser, on any device, then stores the result in the credential's cache file — the same file the
+daemon reads, under the same lock — so the daemon's next silent refresh finds the account. No
+token is ever printed.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Any
+
+import msal
+
+from bearerd.config import DeviceCodeCredential, Settings
+from bearerd.identity import CredentialClient
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _scopes_for(settings: Settings, credential: str) -> list[str]:
+    scopes = [s for r in settings.routes.values() if r.credential == credential for s in r.scopes]
+    # One resource per sign-in: the refresh token then serves the other routes' resources too.
+    return scopes[:1]
+
+
+def login(settings: Settings, name: str) -> int:
+    cred = settings.credentials.get(name)
+    if not isinstance(cred, DeviceCodeCredential):
+        kinds = ", ".join(n for n, c in settings.credentials.items() if isinstance(c, DeviceCodeCredential)) or "none"
+        print(f"bearerd: {name!r} is not a device_code credential (device_code credentials: {kinds})", file=sys.stderr)
+        return EXIT_USAGE
+    scopes = _scopes_for(settings, name)
+    if not scopes:
+        print(
+            f"bearerd: no route uses credential {name!r}; add one so bearerd knows which scope to ask for",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    client = CredentialClient(name, cred, settings.egress, settings.state_dir, settings.source_file)
+    try:
+        return _device_flow(client, scopes)
+    finally:
+        client.close()
+
+
+def _device_flow(client: CredentialClient, scopes: list[str]) -> int:
+    try:
+        app = client.application()
+    except Exception as exc:
+        print(f"bearerd: cannot reach the identity provider: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    assert isinstance(app, msal.PublicClientApplication)  # noqa: S101 - device_code credentials
+    flow = app.initiate_device_flow(scopes=scopes)
+    if "user_code" not in flow:
+        print(
+            f"bearerd: the identity provider refused to start a sign-in: {flow.get('error')}: "
+            f"{str(flow.get('error_description', '')).splitlines()[0:1]}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    print(flow["message"], flush=True)
+    done = threading.Event()
+    countdown = threading.Thread(target=_countdown, args=(float(flow["expires_at"]), done), daemon=True)
+    countdown.start()
+    cache = client.persistent_cache
+    assert cache is not None  # noqa: S101 - device_code credentials
+    try:
+        result: dict[str, Any] = app.acquire_token_by_device_flow(flow)
+    except KeyboardInterrupt:
+        done.set()
+        print("\nbearerd: sign-in cancelled", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        done.set()
+        countdown.join()
+    if "access_token" not in result:
+        print(
+            f"bearerd: sign-in failed: {result.get('error')}: "
+            f"{str(result.get('error_description', '')).splitlines()[0:1]}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    with cache.locked(prefer_ours=True):  # merge with what the daemon wrote meanwhile; write atomically, 0600
+        cache.has_state_changed = True
+    who = (result.get("id_token_claims") or {}).get("preferred_username", "the user")
+    print(f"Signed in as {who}. Stored in {cache.path} (mode 0600); the daemon picks it up within seconds.")
+    return EXIT_OK
+
+
+def _countdown(expires_at: float, done: threading.Event) -> None:
+    """A live countdown on a terminal, a line a minute otherwise, until sign-in completes or expires."""
+    tty = sys.stderr.isatty()
+    last_minute = -1
+    while not done.wait(1.0):
+        left = max(0, int(expires_at - time.time()))
+        if tty:
+            print(f"\rwaiting for sign-in… {left // 60:d}:{left % 60:02d} left ", end="", file=sys.stderr, flush=True)
+        elif left // 60 != last_minute:
+            last_minute = left // 60
+            print(f"waiting for sign-in… {left // 60} min left", file=sys.stderr, flush=True)
+    if tty:
+        print(file=sys.stderr)

@@ -1,0 +1,162 @@
+"""device_code credentials: `bearerd login` once, then silent refresh from a persisted cache."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import random
+import signal
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from bearerd.config import Settings, load_settings
+from bearerd.emulator import EmulatorStack
+from helpers import log_events, render_toml, stack_tables, start
+
+
+def user_settings(stack: EmulatorStack, tmp_path: Path) -> tuple[Path, Settings]:
+    app = stack.apps["secretapi"]
+    tables = stack_tables(stack, credential="alice", scopes=[app.app_id_uri + "/user_impersonation"])
+    tables["credentials.alice"] = {
+        "kind": "device_code",
+        "authority": stack.authority,
+        "client_id": stack.public_client_id,
+        "ca_file": str(stack.ca_file),
+    }
+    path = tmp_path / "user.toml"
+    path.write_text(f'state_dir = "{tmp_path / "state"}"\n' + render_toml(tables))
+    return path, load_settings(path)[0]
+
+
+async def run_login(stack: EmulatorStack, config: Path) -> tuple[int, str, str]:
+    """`bearerd login` as a user runs it; the 'user' approves the code it prints."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bearerd.cli",
+        "login",
+        "alice",
+        "-c",
+        str(config),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    first = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+    code = first.split("enter the code ")[1].split()[0]
+    assert code in stack.entra.users.pending_user_codes()
+    await asyncio.sleep(1.2)  # let it poll at least once: authorization_pending
+    stack.entra.users.approve(code, stack.user)
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode is not None
+    return proc.returncode, first + out.decode(), err.decode()
+
+
+async def test_without_login_requests_get_login_required_and_readyz_says_so(
+    stack: EmulatorStack, tmp_path: Path, log_stream: io.StringIO
+) -> None:
+    config, settings = user_settings(stack, tmp_path)
+    async with start(settings) as running:
+        for _ in range(3):
+            async with running.session.get(running.url("/secretapi/api/status")) as resp:
+                assert resp.status == 503
+                body = await resp.json()
+        assert body["type"] == "urn:bearerd:problem:login-required"
+        assert f"bearerd login alice -c {config}" in body["detail"]
+        async with running.session.get(running.admin + "/readyz") as resp:
+            ready = await resp.json()
+        assert ready["routes"]["secretapi"]["ready"] is False
+        assert "bearerd login alice" in ready["routes"]["secretapi"]["last_error"]
+        await asyncio.sleep(2.5)  # a re-check of the cache file happened meanwhile
+    warnings = [
+        e for e in log_events(log_stream) if e.get("event") == "token.acquire_failed" and e.get("level") == "warning"
+    ]
+    assert len([e for e in warnings if e["credential"] == "alice"]) == 1  # said once, not per request or re-check
+    assert stack.entra.token_calls(stack.public_client_id) == 0  # no account: nobody asked Entra
+
+
+async def test_login_then_daemon_refreshes_silently_and_survives_restart(stack: EmulatorStack, tmp_path: Path) -> None:
+    config, settings = user_settings(stack, tmp_path)
+    code, out, err = await run_login(stack, config)
+    assert code == 0, err
+    assert "Signed in as alice@contoso.example" in out
+    cache_file = tmp_path / "state" / "alice.msal-cache.json"
+    assert stat.S_IMODE(cache_file.stat().st_mode) == 0o600
+    for token in stack.entra.issued_tokens:
+        assert token not in out and token not in err
+
+    for _ in range(2):  # the second daemon is the restart: no new login needed
+        async with start(settings) as running:
+            async with running.session.get(running.url("/secretapi/api/status")) as resp:
+                assert resp.status == 200
+            claims = stack.apps["secretapi"].requests_seen[-1].claims
+            assert claims["upn"] == stack.user and claims["scp"] == "user_impersonation"
+    # Each daemon redeemed the refresh token the previous step left (they rotate, the old one is spent).
+    grants = [c.grant_type for c in stack.entra.calls if c.client_id == stack.public_client_id]
+    assert grants.count("refresh_token") == 2
+
+
+async def test_revoked_sign_in_is_login_required(stack: EmulatorStack, tmp_path: Path) -> None:
+    config, settings = user_settings(stack, tmp_path)
+    assert (await run_login(stack, config))[0] == 0
+    stack.entra.users.revoke(stack.user)
+    async with start(settings) as running, running.session.get(running.url("/secretapi/api/status")) as resp:
+        assert resp.status == 503
+        body = await resp.json()
+    assert body["type"] == "urn:bearerd:problem:login-required" and "invalid_grant" in body["detail"]
+
+
+async def test_daemon_notices_a_login_made_while_it_runs(stack: EmulatorStack, tmp_path: Path) -> None:
+    config, settings = user_settings(stack, tmp_path)
+    async with start(settings) as running:
+        assert not await running.daemon.wait_ready(within_s=0.5)
+        assert (await run_login(stack, config))[0] == 0
+        assert await running.daemon.wait_ready(within_s=10)
+        async with running.session.get(running.url("/secretapi/api/status")) as resp:
+            assert resp.status == 200
+
+
+_WRITER = """
+import sys, itertools
+from pathlib import Path
+from bearerd.cache import PersistentTokenCache
+cache = PersistentTokenCache(Path(sys.argv[1]))
+for i in itertools.count():
+    with cache.locked():
+        cache.deserialize('{"AppMetadata": {"k%d": {"client_id": "%s"}}}' % (i % 50, "x" * (i % 5000)))
+        cache.has_state_changed = True
+"""
+
+
+async def test_kill_9_while_writing_never_corrupts_the_cache(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "c.msal-cache.json"
+    rng = random.Random(7)
+    for _ in range(12):
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-c", _WRITER, str(path))
+        await asyncio.sleep(rng.uniform(0.2, 0.6))
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+        data = json.loads(path.read_text())  # always a whole file: the old one or the new one
+        assert "AppMetadata" in data
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    leftovers = [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+    assert len(leftovers) <= 12  # killed mid-write: a stray temp file, never the cache itself
+
+
+def test_not_a_device_code_credential(stack: EmulatorStack, tmp_path: Path) -> None:
+    import subprocess
+
+    config, _ = user_settings(stack, tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "bearerd.cli", "login", "emu-secret", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and "alice" in result.stderr
+    _ = pytest
