@@ -14,47 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bearerd.config import Settings, load_settings
 from bearerd.emulator import EmulatorStack
-from helpers import log_events, render_toml, stack_tables, start
-
-
-def user_settings(stack: EmulatorStack, tmp_path: Path) -> tuple[Path, Settings]:
-    app = stack.apps["secretapi"]
-    tables = stack_tables(stack, credential="alice", scopes=[app.app_id_uri + "/user_impersonation"])
-    tables["credentials.alice"] = {
-        "kind": "device_code",
-        "authority": stack.authority,
-        "client_id": stack.public_client_id,
-        "ca_file": str(stack.ca_file),
-    }
-    path = tmp_path / "user.toml"
-    path.write_text(f'state_dir = "{tmp_path / "state"}"\n' + render_toml(tables))
-    return path, load_settings(path)[0]
-
-
-async def run_login(stack: EmulatorStack, config: Path) -> tuple[int, str, str]:
-    """`bearerd login` as a user runs it; the 'user' approves the code it prints."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bearerd.cli",
-        "login",
-        "alice",
-        "-c",
-        str(config),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert proc.stdout is not None and proc.stderr is not None
-    first = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
-    code = first.split("enter the code ")[1].split()[0]
-    assert code in stack.entra.users.pending_user_codes()
-    await asyncio.sleep(1.2)  # let it poll at least once: authorization_pending
-    stack.entra.users.approve(code, stack.user)
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode is not None
-    return proc.returncode, first + out.decode(), err.decode()
+from helpers import log_events, run_login, start, user_settings
 
 
 async def test_without_login_requests_get_login_required_and_readyz_says_so(

@@ -263,21 +263,23 @@ class CredentialClient:
                     )
             return self._app
 
-    def _request_token(self, scopes: tuple[str, ...]) -> Any:
+    def _request_token(self, scopes: tuple[str, ...], claims: str | None) -> Any:
         app = self.application()
         if isinstance(app, msal.PublicClientApplication):
-            return self._request_user_token(app, scopes)
+            return self._request_user_token(app, scopes, claims)
         # Drop MSAL's cached copy: bearerd is the cache, and MSAL would hand back its copy until five
         # minutes before expiry, so an early refresh would get nothing new.
         for entry in list(self._cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)):
             self._cache.remove_at(entry)
         if isinstance(app, msal.ManagedIdentityClient):
             # Managed identity speaks the v1 "resource" dialect: the scope without "/.default".
-            return app.acquire_token_for_client(resource=scopes[0].removesuffix("/.default"))
+            return app.acquire_token_for_client(resource=scopes[0].removesuffix("/.default"), claims_challenge=claims)
         assert isinstance(app, msal.ConfidentialClientApplication)  # noqa: S101 - by construction
-        return app.acquire_token_for_client(scopes=list(scopes))
+        return app.acquire_token_for_client(scopes=list(scopes), claims_challenge=claims)
 
-    def _request_user_token(self, app: msal.PublicClientApplication, scopes: tuple[str, ...]) -> Any:
+    def _request_user_token(
+        self, app: msal.PublicClientApplication, scopes: tuple[str, ...], claims: str | None
+    ) -> Any:
         """Silent only: the daemon never prompts. The cache file is re-read (a login may have happened)
         and written back after every acquisition, because refresh tokens rotate."""
         cache = self.persistent_cache
@@ -292,7 +294,9 @@ class CredentialClient:
                     retry_after=LOGIN_RECHECK_S,
                 )
             # force_refresh: bearerd keeps the access token itself; asking means "a new one, please".
-            result = app.acquire_token_silent_with_error(list(scopes), accounts[0], force_refresh=True)
+            result = app.acquire_token_silent_with_error(
+                list(scopes), accounts[0], force_refresh=True, claims_challenge=claims
+            )
         if result is None:
             raise LoginRequired(
                 f"the cached sign-in can't be used for these scopes; run: {self.login_command}",
@@ -308,7 +312,9 @@ class CredentialClient:
             )
         return result
 
-    def acquire_for_client(self, scopes: tuple[str, ...], sink: dict[str, float]) -> AcquiredToken:
+    def acquire_for_client(
+        self, scopes: tuple[str, ...], sink: dict[str, float], claims: str | None = None
+    ) -> AcquiredToken:
         """Blocking: a new app-only token from the identity provider, never MSAL's cached copy.
 
         bearerd is the cache (one in-memory token per route, refreshed early), so every call here
@@ -317,7 +323,7 @@ class CredentialClient:
         """
         _retry_after_sink.set(sink)
         try:
-            result = self._request_token(scopes)
+            result = self._request_token(scopes, claims)
         except IdentityProviderError:
             raise
         except msal.exceptions.MsalServiceError as exc:  # MSAL raises on 5xx

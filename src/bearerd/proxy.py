@@ -11,7 +11,9 @@ Redirects are never followed, so a token only ever goes to its route's upstream.
 from __future__ import annotations
 
 import asyncio
+import base64
 import random
+import re
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -73,6 +75,24 @@ class _Counter:
 
 class _ClientGone(Exception):
     """The local client closed its connection; nothing left to answer."""
+
+
+_CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
+
+
+def claims_challenge(response: aiohttp.ClientResponse) -> str | None:
+    """The claims JSON of a CAE challenge (401 + ``error="insufficient_claims"``), else None."""
+    if response.status != 401:
+        return None
+    for value in response.headers.getall("WWW-Authenticate", ()):
+        params = dict(_CHALLENGE_PARAM.findall(value))
+        if params.get("error") == "insufficient_claims" and params.get("claims"):
+            encoded = params["claims"]
+            try:
+                return base64.b64decode(encoded + "=" * (-len(encoded) % 4), altchars=b"-_").decode()
+            except (ValueError, UnicodeDecodeError):
+                return None
+    return None
 
 
 def problem_response(error: ProxyError) -> web.Response:
@@ -227,7 +247,17 @@ class Proxy:
 
         upstream_started = time.perf_counter()
         attempt = await self._send(upstream, request.method, url, headers, body)
-        refused = self._refusal(attempt, upstream)
+        challenge = claims_challenge(attempt) if token is not None else None
+        if challenge is not None and token is not None and replayable:
+            # Continuous access evaluation: get a token satisfying the claims, retry once. Without
+            # one, the client gets the upstream's 401 (and its challenge) as it is.
+            claimed = await upstream.provider.refresh_with_claims(token, challenge)
+            if claimed is not None:
+                attempt.release()
+                info["retried"] = "claims"
+                headers["Authorization"] = "Bearer " + claimed
+                attempt = await self._send(upstream, request.method, url, headers, body)
+        refused = self._refusal(attempt, upstream) if challenge is None else None
         if refused is not None and token is not None:
             new_token = await self._token_after_refusal(upstream.provider, token, replayable, route.name)
             if new_token is not None:

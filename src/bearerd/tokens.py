@@ -81,6 +81,7 @@ class TokenProvider:
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._token: Token | None = None
         self._inflight: asyncio.Task[Token] | None = None
+        self._claims_inflight: dict[str, asyncio.Task[Token]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._failures = 0
         self._next_attempt_at = 0.0
@@ -168,6 +169,31 @@ class TokenProvider:
         if self._token is None:
             self._refresh_in_background(self._clock())
 
+    async def refresh_with_claims(self, rejected: str, claims: str) -> str | None:
+        """Continuous access evaluation: the upstream wants a token satisfying ``claims``.
+
+        One acquisition per distinct challenge at a time; the result becomes the current token
+        (it satisfies everything the old one did, and more). None when none could be had.
+        """
+        token = self._token
+        if token is not None and token.value != rejected and self._clock() < token.usable_until:
+            return token.value  # someone already answered this challenge
+        task = self._claims_inflight.get(claims)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._acquire(claims), name=f"claims:{self.client.name}")
+            self._claims_inflight[claims] = task
+            task.add_done_callback(lambda t: self._claims_done(claims, t))
+        try:
+            new = await asyncio.shield(task)
+        except IdentityProviderError:
+            return None
+        return new.value
+
+    def _claims_done(self, claims: str, task: asyncio.Task[Token]) -> None:
+        self._claims_inflight.pop(claims, None)
+        if not task.cancelled():
+            task.exception()
+
     def status(self) -> ProviderStatus:
         now = self._clock()
         token = self._token
@@ -184,10 +210,10 @@ class TokenProvider:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        task = self._inflight
-        if task is not None:
+        tasks = {t for t in (self._inflight, *self._claims_inflight.values()) if t is not None}
+        if tasks:
             # The worker thread can't be interrupted; waiting for it keeps shutdown orderly.
-            await asyncio.wait({task}, timeout=self.client.credential.timeout_s + 1)
+            await asyncio.wait(tasks, timeout=self.client.credential.timeout_s + 1)
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -220,12 +246,12 @@ class TokenProvider:
         if not task.cancelled():
             task.exception()  # retrieved: background refresh failures are logged in _acquire
 
-    async def _acquire(self) -> Token:
+    async def _acquire(self, claims: str | None = None) -> Token:
         started = self._clock()
         self.acquisitions += 1
         sink: dict[str, float] = {}
         try:
-            acquired = await asyncio.to_thread(self.client.acquire_for_client, self.scopes, sink)
+            acquired = await asyncio.to_thread(self.client.acquire_for_client, self.scopes, sink, claims)
         except IdentityProviderError as exc:
             self._report(exc.code, started)
             self._on_failure(exc, started)

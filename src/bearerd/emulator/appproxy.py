@@ -10,6 +10,8 @@ external URL as App Proxy's header translation does.
 
 from __future__ import annotations
 
+import base64
+import json
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -69,6 +71,9 @@ class AppProxyEmulator:
         self.requests_seen: list[SeenRequest] = []
         self.rejections: list[str] = []
         self._reject_next = 0
+        # Continuous access evaluation: tokens must carry this authentication context (acrs) value.
+        self.required_auth_context: str | None = None
+        self.challenges = 0
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -78,6 +83,23 @@ class AppProxyEmulator:
     def reject_next(self, count: int = 1) -> None:
         """Refuse the next ``count`` valid tokens (as if revoked), to exercise bearerd's retry."""
         self._reject_next += count
+
+    def require_auth_context(self, value: str | None) -> None:
+        """From now on answer tokens without ``acrs`` ⊇ {value} with a claims challenge (CAE)."""
+        self.required_auth_context = value
+
+    def _claims_challenge(self) -> web.Response:
+        self.challenges += 1
+        claims = {"access_token": {"acrs": {"essential": True, "value": self.required_auth_context}}}
+        encoded = base64.b64encode(json.dumps(claims).encode()).decode()
+        return web.Response(
+            status=401,
+            headers={
+                "WWW-Authenticate": f'Bearer realm="", authorization_uri="https://{SIGN_IN_HOST}/common/oauth2/'
+                f'authorize", error="insufficient_claims", claims="{encoded}"'
+            },
+            text="insufficient claims\n",
+        )
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -159,6 +181,8 @@ class AppProxyEmulator:
         if isinstance(verdict, str):
             # The body is not read: App Proxy redirects before accepting it.
             return self._sign_in(verdict)
+        if self.required_auth_context is not None and self.required_auth_context not in verdict.get("acrs", []):
+            return self._claims_challenge()
         headers: CIMultiDict[str] = CIMultiDict()
         named = {t.strip().lower() for v in request.headers.getall("Connection", ()) for t in v.split(",")}
         for key, value in request.headers.items():

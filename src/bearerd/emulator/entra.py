@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hmac
+import json
 import secrets
 import time
 import uuid
@@ -129,6 +130,19 @@ def _b64int(value: int) -> str:
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def requested_auth_contexts(claims: str | None) -> list[str]:
+    """The ``acrs`` values a claims request (CAE challenge answer) asks for."""
+    if not claims:
+        return []
+    try:
+        wanted = json.loads(claims).get("access_token", {}).get("acrs", {})
+    except (ValueError, AttributeError):
+        return []
+    value = wanted.get("value") if isinstance(wanted, dict) else None
+    values = wanted.get("values") if isinstance(wanted, dict) else None
+    return [str(v) for v in ([value] if value else []) + list(values or [])]
 
 
 class EntraEmulator:
@@ -298,7 +312,9 @@ class EntraEmulator:
         except EntraError as exc:
             return self._error_response(exc)
 
-    def issue_user_token(self, audience: str, client_id: str, oid: str, upn: str, scp: str) -> str:
+    def issue_user_token(
+        self, audience: str, client_id: str, oid: str, upn: str, scp: str, acrs: list[str] | None = None
+    ) -> str:
         """A delegated access token: ``scp`` instead of ``roles``, and the user's identity."""
         now = int(time.time()) + self.clock_skew_s
         claims = {
@@ -318,6 +334,8 @@ class EntraEmulator:
             "ver": "1.0",
             "uti": secrets.token_urlsafe(16),
         }
+        if acrs:
+            claims["acrs"] = acrs
         key = self._keys[0]
         token = jwt.encode(claims, key.private_key, algorithm="RS256", headers={"kid": key.kid, "typ": "JWT"})
         self.issued_tokens.append(token)
@@ -332,7 +350,7 @@ class EntraEmulator:
             )
         client = self._authenticate(request, fields)
         resource = self._resource(fields.get("scope", ""))
-        token = self._issue(resource, client)
+        token = self._issue(resource, client, acrs=requested_auth_contexts(fields.get("claims")))
         body: dict[str, Any] = {
             "token_type": "Bearer",
             "expires_in": self.token_lifetime_s,
@@ -487,7 +505,7 @@ class EntraEmulator:
             )
         return resource
 
-    def _issue(self, audience: str, client: Client) -> str:
+    def _issue(self, audience: str, client: Client, acrs: list[str] | None = None) -> str:
         now = int(time.time()) + self.clock_skew_s
         claims = {
             "aud": audience,
@@ -506,6 +524,8 @@ class EntraEmulator:
             "uti": secrets.token_urlsafe(16),
             "jti": secrets.token_urlsafe(16),
         }
+        if acrs:
+            claims["acrs"] = acrs
         key = self._keys[0]
         token = jwt.encode(claims, key.private_key, algorithm="RS256", headers={"kid": key.kid, "typ": "JWT"})
         self.issued_tokens.append(token)

@@ -126,20 +126,24 @@ class UserFlows:
                     "AADSTS70016: OAuth 2.0 device flow error. Authorization is pending.",
                 )
             del self.device_codes[flow.device_code]
-            return self._tokens(flow.user, client_id, flow.scope)
+            return self._tokens(flow.user, client_id, flow.scope, None)
         token = fields.get("refresh_token", "")
         grant = self.refresh_tokens.pop(token, None)  # spent, whatever happens next
         if grant is None or grant.client_id != client_id:
             raise EntraError(
                 400, "invalid_grant", 50173, "AADSTS50173: The provided grant has expired due to it being revoked."
             )
-        return self._tokens(grant.user, client_id, fields.get("scope", ""))
+        return self._tokens(grant.user, client_id, fields.get("scope", ""), fields.get("claims"))
 
-    def _tokens(self, user: User, client_id: str, scope: str) -> dict[str, Any]:
+    def _tokens(self, user: User, client_id: str, scope: str, claims: str | None) -> dict[str, Any]:
+        from bearerd.emulator.entra import requested_auth_contexts
+
         resource, permissions, requested = self._resource_scope(scope)
         now = int(time.time())
         tenant = self.entra.tenant_id
-        access = self.entra.issue_user_token(resource, client_id, user.oid, user.username, permissions)
+        access = self.entra.issue_user_token(
+            resource, client_id, user.oid, user.username, permissions, requested_auth_contexts(claims)
+        )
         refresh = secrets.token_urlsafe(48)
         self.refresh_tokens[refresh] = Grant(user, client_id, resource, permissions)
         id_claims = {
