@@ -121,3 +121,43 @@ def test_not_a_device_code_credential(stack: EmulatorStack, tmp_path: Path) -> N
     )
     assert result.returncode == 2 and "alice" in result.stderr
     _ = pytest
+
+
+_FAKE_BROWSER = """
+import re, ssl, sys, urllib.parse, urllib.request
+# A browser whose user is already signed in: load the sign-in page, submit its form back to the app.
+context = ssl.create_default_context(cafile=sys.argv[1])
+page = urllib.request.urlopen(sys.argv[2], context=context, timeout=30).read().decode()
+action = re.search(r'action="([^"]+)"', page).group(1)
+fields = dict(re.findall(r'name="([^"]+)" value="([^"]*)"', page))
+urllib.request.urlopen(action, data=urllib.parse.urlencode(fields).encode(), timeout=30).read()
+"""
+
+
+async def test_browser_login_with_localhost_redirect(stack: EmulatorStack, tmp_path: Path) -> None:
+    config, settings = user_settings(stack, tmp_path)
+    browser = tmp_path / "browser.py"
+    browser.write_text(_FAKE_BROWSER)
+    stack.entra.users.browser_user = stack.user
+    # Python's webbrowser runs $BROWSER; a trailing "&" runs it in the background, as a real browser is.
+    env = {**os.environ, "BROWSER": f"{sys.executable} {browser} {stack.ca_file} %s &"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bearerd.cli",
+        "login",
+        "alice",
+        "--browser",
+        "-c",
+        str(config),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    assert b"Signed in as alice@contoso.example" in out
+    grants = [c.grant_type for c in stack.entra.calls if c.client_id == stack.public_client_id]
+    assert grants == ["authorization_code"]
+    async with start(settings) as running, running.session.get(running.url("/secretapi/api/status")) as resp:
+        assert resp.status == 200

@@ -62,6 +62,11 @@ def _parser() -> argparse.ArgumentParser:
     login = sub.add_parser("login", help="sign a user in for a device_code credential (once; the daemon refreshes)")
     with_config(login)
     login.add_argument("credential", help="credential name, as in [credentials.NAME]")
+    login.add_argument(
+        "--browser",
+        action="store_true",
+        help="sign in with a browser on this machine (localhost redirect) instead of a device code",
+    )
 
     reload = sub.add_parser("reload", help="make the running daemon re-read its config (via the admin listener)")
     with_config(reload)
@@ -95,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             settings = _load(args.config, sys.stderr)
             configure_logging("auto", "error", stream=sys.stderr)
-            return login(settings, args.credential)
+            return login(settings, args.credential, browser=args.browser)
         if command == "demo":
             from bearerd.demo import run_demo
 

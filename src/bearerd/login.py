@@ -27,7 +27,7 @@ def _scopes_for(settings: Settings, credential: str) -> list[str]:
     return scopes[:1]
 
 
-def login(settings: Settings, name: str) -> int:
+def login(settings: Settings, name: str, browser: bool = False) -> int:
     cred = settings.credentials.get(name)
     if not isinstance(cred, DeviceCodeCredential):
         kinds = ", ".join(n for n, c in settings.credentials.items() if isinstance(c, DeviceCodeCredential)) or "none"
@@ -42,48 +42,71 @@ def login(settings: Settings, name: str) -> int:
         return EXIT_USAGE
     client = CredentialClient(name, cred, settings.egress, settings.state_dir, settings.source_file)
     try:
-        return _device_flow(client, scopes)
+        app = _public_app(client)
+        if app is None:
+            return EXIT_FAILED
+        try:
+            result = _browser_flow(app, scopes) if browser else _device_flow(app, scopes)
+        except Exception as exc:
+            print(f"bearerd: sign-in failed: {type(exc).__name__}: {str(exc)[:300]}", file=sys.stderr)
+            return EXIT_FAILED
+        return EXIT_FAILED if result is None else _store(client, result)
     finally:
         client.close()
 
 
-def _device_flow(client: CredentialClient, scopes: list[str]) -> int:
+def _public_app(client: CredentialClient) -> msal.PublicClientApplication | None:
     try:
         app = client.application()
     except Exception as exc:
         print(f"bearerd: cannot reach the identity provider: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return None
     assert isinstance(app, msal.PublicClientApplication)  # noqa: S101 - device_code credentials
+    return app
+
+
+def _browser_flow(app: msal.PublicClientApplication, scopes: list[str]) -> dict[str, Any] | None:
+    """Authorization code + PKCE with a localhost redirect: MSAL opens the browser and listens."""
+    print("Opening the sign-in page in your browser (finish there; this waits up to 5 minutes)…", flush=True)
+    try:
+        result: dict[str, Any] = app.acquire_token_interactive(scopes, prompt="select_account", timeout=300)
+    except KeyboardInterrupt:
+        print("\nbearerd: sign-in cancelled", file=sys.stderr)
+        return None
+    return result
+
+
+def _device_flow(app: msal.PublicClientApplication, scopes: list[str]) -> dict[str, Any] | None:
     flow = app.initiate_device_flow(scopes=scopes)
     if "user_code" not in flow:
-        print(
-            f"bearerd: the identity provider refused to start a sign-in: {flow.get('error')}: "
-            f"{str(flow.get('error_description', '')).splitlines()[0:1]}",
-            file=sys.stderr,
-        )
-        return EXIT_FAILED
+        print(f"bearerd: the identity provider refused to start a sign-in: {_reason(flow)}", file=sys.stderr)
+        return None
     print(flow["message"], flush=True)
     done = threading.Event()
     countdown = threading.Thread(target=_countdown, args=(float(flow["expires_at"]), done), daemon=True)
     countdown.start()
-    cache = client.persistent_cache
-    assert cache is not None  # noqa: S101 - device_code credentials
     try:
         result: dict[str, Any] = app.acquire_token_by_device_flow(flow)
     except KeyboardInterrupt:
-        done.set()
         print("\nbearerd: sign-in cancelled", file=sys.stderr)
-        return EXIT_FAILED
+        return None
     finally:
         done.set()
         countdown.join()
+    return result
+
+
+def _reason(result: dict[str, Any]) -> str:
+    description = str(result.get("error_description", "")).strip().splitlines()
+    return f"{result.get('error')}: {description[0] if description else ''}"
+
+
+def _store(client: CredentialClient, result: dict[str, Any]) -> int:
     if "access_token" not in result:
-        print(
-            f"bearerd: sign-in failed: {result.get('error')}: "
-            f"{str(result.get('error_description', '')).splitlines()[0:1]}",
-            file=sys.stderr,
-        )
+        print(f"bearerd: sign-in failed: {_reason(result)}", file=sys.stderr)
         return EXIT_FAILED
+    cache = client.persistent_cache
+    assert cache is not None  # noqa: S101 - device_code credentials
     with cache.locked(prefer_ours=True):  # merge with what the daemon wrote meanwhile; write atomically, 0600
         cache.has_state_changed = True
     who = (result.get("id_token_claims") or {}).get("preferred_username", "the user")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hmac
+import html
 import json
 import secrets
 import time
@@ -218,6 +219,7 @@ class EntraEmulator:
         app.router.add_get(t + "/discovery/v2.0/keys", self._jwks)
         app.router.add_post(t + "/oauth2/v2.0/token", self._token)
         app.router.add_post(t + "/oauth2/v2.0/devicecode", self._devicecode)
+        app.router.add_get(t + "/oauth2/v2.0/authorize", self._authorize)
         app.router.add_get("/_emulator/calls", self._control_calls)
         app.router.add_post("/_emulator/faults", self._control_fault)
         app.router.add_delete("/_emulator/faults", self._control_clear)
@@ -312,6 +314,28 @@ class EntraEmulator:
         except EntraError as exc:
             return self._error_response(exc)
 
+    async def _authorize(self, request: web.Request) -> web.Response:
+        """Back to the app's redirect URI with the code: a query redirect, or Entra's self-posting form."""
+        query = dict(request.query)
+        try:
+            self._check_tenant(request)
+            code = self.users.authorize(query)
+        except EntraError as exc:
+            return web.Response(status=exc.status, text=f"{exc.error}: {exc.description}\n")
+        redirect, state = query["redirect_uri"], query.get("state", "")
+        if query.get("response_mode") == "form_post":
+            fields = "".join(
+                f'<input type="hidden" name="{k}" value="{html.escape(v, quote=True)}">'
+                for k, v in (("code", code), ("state", state))
+            )
+            page = (
+                f'<html><body onload="document.forms[0].submit()"><form method="post" '
+                f'action="{html.escape(redirect, quote=True)}">{fields}</form></body></html>'
+            )
+            return web.Response(text=page, content_type="text/html")
+        sep = "&" if "?" in redirect else "?"
+        raise web.HTTPFound(f"{redirect}{sep}code={code}&state={state}")
+
     def issue_user_token(
         self, audience: str, client_id: str, oid: str, upn: str, scp: str, acrs: list[str] | None = None
     ) -> str:
@@ -342,7 +366,7 @@ class EntraEmulator:
         return token
 
     def _grant(self, request: web.Request, fields: dict[str, str]) -> dict[str, Any]:
-        if fields.get("grant_type") in (DEVICE_CODE_GRANT, "refresh_token"):
+        if fields.get("grant_type") in (DEVICE_CODE_GRANT, "refresh_token", "authorization_code"):
             return self.users.grant(fields)
         if fields.get("grant_type") != "client_credentials":
             raise EntraError(

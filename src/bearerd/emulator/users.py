@@ -10,6 +10,7 @@ Revoking a user's refresh tokens makes the next refresh fail with ``invalid_gran
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import secrets
 import time
@@ -45,6 +46,16 @@ class DeviceCode:
 
 
 @dataclass
+class AuthCode:
+    user: User
+    client_id: str
+    scope: str
+    redirect_uri: str
+    challenge: str  # PKCE S256
+    nonce: str | None
+
+
+@dataclass
 class Grant:
     user: User
     client_id: str
@@ -60,6 +71,9 @@ class UserFlows:
         self.device_codes: dict[str, DeviceCode] = {}
         self.refresh_tokens: dict[str, Grant] = {}
         self.poll_interval_s = 1
+        # The emulated browser session: who is signed in when /authorize is visited (None: nobody).
+        self.browser_user: str | None = None
+        self.auth_codes: dict[str, AuthCode] = {}
 
     def register_public_client(self, client_id: str) -> None:
         self.public_clients.add(client_id)
@@ -108,6 +122,27 @@ class UserFlows:
             f"the code {user_code} to authenticate.",
         }
 
+    def authorize(self, query: dict[str, str]) -> str:
+        """The sign-in page: with a signed-in browser session, an authorization code for the app."""
+        client_id = query.get("client_id", "")
+        redirect = query.get("redirect_uri", "")
+        if client_id not in self.public_clients or not redirect.startswith(("http://localhost", "http://127.0.0.1")):
+            raise EntraError(400, "invalid_request", 50011, "AADSTS50011: The redirect URI does not match.")
+        if query.get("code_challenge_method") != "S256" or not query.get("code_challenge"):
+            raise EntraError(400, "invalid_request", 9002325, "AADSTS9002325: Proof Key for Code Exchange is required.")
+        if self.browser_user is None:
+            raise EntraError(400, "interaction_required", 50058, "AADSTS50058: No user is signed in to the browser.")
+        code = secrets.token_urlsafe(32)
+        self.auth_codes[code] = AuthCode(
+            self.users[self.browser_user],
+            client_id,
+            query.get("scope", ""),
+            redirect,
+            query["code_challenge"],
+            query.get("nonce"),
+        )
+        return code
+
     def grant(self, fields: dict[str, str]) -> dict[str, Any]:
         client_id = fields.get("client_id", "")
         if client_id not in self.public_clients:
@@ -127,6 +162,16 @@ class UserFlows:
                 )
             del self.device_codes[flow.device_code]
             return self._tokens(flow.user, client_id, flow.scope, None)
+        if fields.get("grant_type") == "authorization_code":
+            entry = self.auth_codes.pop(fields.get("code", ""), None)  # single use
+            if entry is None or entry.client_id != client_id or entry.redirect_uri != fields.get("redirect_uri"):
+                raise EntraError(
+                    400, "invalid_grant", 70008, "AADSTS70008: The provided authorization code is invalid."
+                )
+            verifier = fields.get("code_verifier", "").encode()
+            if _b64(hashlib.sha256(verifier).digest()) != entry.challenge:
+                raise EntraError(400, "invalid_grant", 501481, "AADSTS501481: The Code_Verifier does not match.")
+            return self._tokens(entry.user, client_id, entry.scope, None, nonce=entry.nonce)
         token = fields.get("refresh_token", "")
         grant = self.refresh_tokens.pop(token, None)  # spent, whatever happens next
         if grant is None or grant.client_id != client_id:
@@ -135,7 +180,9 @@ class UserFlows:
             )
         return self._tokens(grant.user, client_id, fields.get("scope", ""), fields.get("claims"))
 
-    def _tokens(self, user: User, client_id: str, scope: str, claims: str | None) -> dict[str, Any]:
+    def _tokens(
+        self, user: User, client_id: str, scope: str, claims: str | None, nonce: str | None = None
+    ) -> dict[str, Any]:
         from bearerd.emulator.entra import requested_auth_contexts
 
         resource, permissions, requested = self._resource_scope(scope)
@@ -159,6 +206,8 @@ class UserFlows:
             "name": user.username.split("@")[0],
             "ver": "2.0",
         }
+        if nonce is not None:
+            id_claims["nonce"] = nonce
         id_token = (
             ".".join(_b64(json.dumps(part).encode()) for part in ({"alg": "none", "typ": "JWT"}, id_claims)) + "."
         )
