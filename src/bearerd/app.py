@@ -103,6 +103,11 @@ class Daemon:
                 self.route_addresses[route.name] = await self._listen(route.settings.match.listen, route.name, timeout)
         if self.settings.server.admin:
             self.admin_address = await self._serve_admin(self.settings.server.admin)
+        for name, client in self.providers.clients.items():
+            cache = client.persistent_cache
+            if cache is not None:
+                # Say how the refresh tokens are protected; there is no keyring to encrypt them with here.
+                log.info("token_cache", credential=name, path=str(cache.path), protection="plain file, mode 0600")
         # Get every token now, in the background: the first request shouldn't wait, and /readyz
         # should tell the truth from the start.
         for provider in self.providers.all():
