@@ -152,46 +152,24 @@ def test_bad_toml(tmp_path: Path) -> None:
 
 
 def test_certificate_credential_thumbprint(tmp_path: Path) -> None:
-    import datetime
     import hashlib
 
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
+    from cryptography.hazmat.primitives import serialization
 
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bearerd-test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    (tmp_path / "c.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file = tmp_path / "k.pem"
-    key_file.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    key_file.chmod(0o600)
+    from bearerd.emulator.pki import make_client_certificate
+
+    cert_pem = make_client_certificate(tmp_path / "c.pem", tmp_path / "k.pem", "bearerd-test")
     text = BASE.replace(
         'kind = "client_secret"', 'kind = "certificate"\ncertificate_file = "c.pem"\nprivate_key_file = "k.pem"'
     ).replace('client_secret_env = "TEST_APP_SECRET"\n', "")
     settings, _ = load_settings(write(tmp_path, text))
     cred = settings.credentials["app"]
     assert isinstance(cred, CertificateCredential)
-    expected = hashlib.sha1(cert.public_bytes(serialization.Encoding.DER), usedforsecurity=False).hexdigest()
-    assert cred.thumbprint == expected
+    der = x509.load_pem_x509_certificate(cert_pem).public_bytes(serialization.Encoding.DER)
+    assert cred.thumbprint == hashlib.sha1(der, usedforsecurity=False).hexdigest()
     # A key of another certificate is refused with a clear message.
-    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    key_file.write_bytes(
-        other.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
+    make_client_certificate(tmp_path / "other.pem", tmp_path / "k.pem", "other")
     (found,) = problems(tmp_path, text)
     assert "does not belong to the certificate" in found
 

@@ -23,21 +23,9 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from bearerd.emulator.entra import EntraEmulator
+from bearerd.headers import HOP_BY_HOP
 
 SIGN_IN_HOST = "login.microsoftonline.com"
-_HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -187,7 +175,7 @@ class AppProxyEmulator:
         named = {t.strip().lower() for v in request.headers.getall("Connection", ()) for t in v.split(",")}
         for key, value in request.headers.items():
             lowered = key.lower()
-            if lowered in _HOP_BY_HOP or lowered in named or lowered in ("host", "authorization"):
+            if lowered in HOP_BY_HOP or lowered in named or lowered in ("host", "authorization"):
                 continue
             headers.add(key, value)
         self.requests_seen.append(SeenRequest(request.method, request.raw_path, verdict, list(headers.items())))
@@ -203,7 +191,7 @@ class AppProxyEmulator:
             }
             for key, value in upstream.headers.items():
                 lowered = key.lower()
-                if lowered in _HOP_BY_HOP or lowered in upstream_named:
+                if lowered in HOP_BY_HOP or lowered in upstream_named:
                     continue
                 if lowered == "location" and value.startswith(self.backend_url):
                     value = self.external_url.rstrip("/") + value[len(self.backend_url) :]

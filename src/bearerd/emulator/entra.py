@@ -340,30 +340,7 @@ class EntraEmulator:
         self, audience: str, client_id: str, oid: str, upn: str, scp: str, acrs: list[str] | None = None
     ) -> str:
         """A delegated access token: ``scp`` instead of ``roles``, and the user's identity."""
-        now = int(time.time()) + self.clock_skew_s
-        claims = {
-            "aud": audience,
-            "iss": self.issuer,
-            "iat": now,
-            "nbf": now,
-            "exp": now + self.token_lifetime_s,
-            "tid": self.tenant_id,
-            "appid": client_id,
-            "azp": client_id,
-            "appidacr": "0",
-            "scp": scp,
-            "oid": oid,
-            "sub": oid,
-            "upn": upn,
-            "ver": "1.0",
-            "uti": secrets.token_urlsafe(16),
-        }
-        if acrs:
-            claims["acrs"] = acrs
-        key = self._keys[0]
-        token = jwt.encode(claims, key.private_key, algorithm="RS256", headers={"kid": key.kid, "typ": "JWT"})
-        self.issued_tokens.append(token)
-        return token
+        return self._sign(audience, client_id, acrs, {"appidacr": "0", "scp": scp, "oid": oid, "sub": oid, "upn": upn})
 
     def _grant(self, request: web.Request, fields: dict[str, str]) -> dict[str, Any]:
         if fields.get("grant_type") in (DEVICE_CODE_GRANT, "refresh_token", "authorization_code"):
@@ -530,23 +507,32 @@ class EntraEmulator:
         return resource
 
     def _issue(self, audience: str, client: Client, acrs: list[str] | None = None) -> str:
+        """An app-only access token: ``roles``, and the app's own identity."""
+        oid = str(uuid.uuid5(uuid.NAMESPACE_URL, client.client_id))
+        extra = {
+            "appidacr": "2" if client.certificate_pem else "1",
+            "roles": list(client.roles),
+            "oid": oid,
+            "sub": oid,
+        }
+        return self._sign(audience, client.client_id, acrs, extra)
+
+    def _sign(self, audience: str, client_id: str, acrs: list[str] | None, extra: dict[str, Any]) -> str:
+        """An RS256 access token shaped like Entra's v1 tokens for App Proxy resources."""
         now = int(time.time()) + self.clock_skew_s
-        claims = {
+        claims: dict[str, Any] = {
             "aud": audience,
             "iss": self.issuer,
             "iat": now,
             "nbf": now,
             "exp": now + self.token_lifetime_s,
             "tid": self.tenant_id,
-            "appid": client.client_id,
-            "azp": client.client_id,
-            "appidacr": "2" if client.certificate_pem else "1",
-            "roles": list(client.roles),
-            "oid": str(uuid.uuid5(uuid.NAMESPACE_URL, client.client_id)),
-            "sub": str(uuid.uuid5(uuid.NAMESPACE_URL, client.client_id)),
+            "appid": client_id,
+            "azp": client_id,
             "ver": "1.0",
             "uti": secrets.token_urlsafe(16),
             "jti": secrets.token_urlsafe(16),
+            **extra,
         }
         if acrs:
             claims["acrs"] = acrs
