@@ -172,7 +172,9 @@ async def test_sighup_reload_keeps_tokens_and_rejects_bad_config(
 ) -> None:
     config = tmp_path / "reload.toml"
     tables = stack_tables(stack)
-    async with daemon_process(config, tables) as d, aiohttp.ClientSession() as session:
+    notify = NotifyListener(tmp_path / "notify.sock")
+    env = {"NOTIFY_SOCKET": str(notify.path)}
+    async with daemon_process(config, tables, env) as d, aiohttp.ClientSession() as session:
         async with session.get(d.base + "/again/api/status") as resp:
             assert resp.status == 404
         calls = stack.entra.token_calls(stack.secret_client_id)
@@ -188,6 +190,9 @@ async def test_sighup_reload_keeps_tokens_and_rejects_bad_config(
         assert resp.status == 200
         # Same credential and scopes: the token was kept, nobody asked Entra again.
         assert stack.entra.token_calls(stack.secret_client_id) == calls
+        messages = notify.drain()
+        reloading = next(i for i, m in enumerate(messages) if "RELOADING=1" in m)
+        assert any("READY=1" in m for m in messages[reloading + 1 :])
 
         config.write_text("this is = not [valid toml")
         d.proc.send_signal(signal.SIGHUP)
@@ -207,4 +212,5 @@ async def test_sighup_reload_keeps_tokens_and_rejects_bad_config(
         assert proc.returncode == 0 and b"reloaded" in out
         d.proc.send_signal(signal.SIGTERM)
         await d.wait(15)
+    notify.close()
     assert b'"event": "reload.rejected"' in d.output
