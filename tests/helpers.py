@@ -159,3 +159,16 @@ async def run_login(stack: EmulatorStack, config: Path) -> tuple[int, str, str]:
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode is not None
     return proc.returncode, first + out.decode(), err.decode()
+
+
+async def raw_exchange(running: Running, request: bytes) -> tuple[int, dict[str, object]]:
+    host, port = running.daemon.listen_addresses[0]
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(request)
+    await writer.drain()
+    data = await asyncio.wait_for(reader.read(), 10)  # the daemon closes after a refusal or Connection: close
+    writer.close()
+    await writer.wait_closed()
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    return status, json.loads(body) if body.startswith(b"{") else {}

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 from pathlib import Path
 
 import aiohttp
 
 from bearerd.config import load_settings
 from bearerd.emulator import EmulatorStack, Fault
-from helpers import ConfigWriter, Running, log_events, start
+from helpers import ConfigWriter, Running, log_events, raw_exchange, start
 
 
 async def test_thousand_concurrent_first_requests_one_token_call(
@@ -176,19 +175,6 @@ async def test_upstream_via_https_proxy_and_no_proxy(
     finally:
         server.close()
         await server.wait_closed()
-
-
-async def raw_exchange(running: Running, request: bytes) -> tuple[int, dict[str, object]]:
-    host, port = running.daemon.listen_addresses[0]
-    reader, writer = await asyncio.open_connection(host, port)
-    writer.write(request)
-    await writer.drain()
-    data = await reader.read()
-    writer.close()
-    await writer.wait_closed()
-    head, _, body = data.partition(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    return status, json.loads(body) if body.startswith(b"{") else {}
 
 
 async def test_connect_is_refused_with_explanation(running: Running) -> None:

@@ -143,7 +143,9 @@ class Daemon:
     async def _listen(self, address: str, listener: str, shutdown_timeout: float) -> tuple[str, int]:
         assert self.proxy is not None  # noqa: S101 - set in _start before listeners
         host, port = parse_hostport(address)
-        runner = web.ServerRunner(self.proxy.handler(listener), shutdown_timeout=shutdown_timeout)
+        server = self.settings.server
+        handler = self.proxy.handler(listener, (server.max_header_bytes, server.max_headers))
+        runner = web.ServerRunner(handler, shutdown_timeout=shutdown_timeout)
         await runner.setup()
         self._stack.push_async_callback(runner.cleanup)
         site = web.TCPSite(runner, _bind_host(host), port)

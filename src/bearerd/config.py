@@ -91,6 +91,9 @@ class ServerSettings(_Frozen):
     admin: str | None = DEFAULT_ADMIN
     allow_remote: bool = False
     shutdown_timeout_s: float = Field(default=30.0, gt=0)
+    # Request-line and header limits: a request over them is refused (400/431) before anything is forwarded.
+    max_header_bytes: int = Field(default=8190, ge=1024, le=65536)
+    max_headers: int = Field(default=100, ge=8, le=1000)
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

@@ -122,11 +122,21 @@ class Proxy:
         self.metrics = metrics
         self._rng = random.Random()  # noqa: S311 - access-log sampling, not cryptography
 
-    def handler(self, listener: str, local_scheme: str = "http") -> web.Server:
+    def handler(self, listener: str, limits: tuple[int, int], local_scheme: str = "http") -> web.Server:
+        """The aiohttp server for one listener; ``limits`` is (max header bytes, max header count)."""
+
         async def handle(request: web.BaseRequest) -> web.StreamResponse:
             return await self.handle(request, listener, local_scheme)
 
-        return web.Server(handle, access_log=None, handler_cancellation=False)
+        max_bytes, max_count = limits
+        return web.Server(
+            handle,
+            access_log=None,
+            handler_cancellation=False,
+            max_line_size=max_bytes,
+            max_field_size=max_bytes,
+            max_headers=max_count,
+        )
 
     async def handle(self, request: web.BaseRequest, listener: str, local_scheme: str) -> web.StreamResponse:
         started = time.perf_counter()

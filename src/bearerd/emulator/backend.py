@@ -26,6 +26,7 @@ def backend_app() -> web.Application:
     app.router.add_get("/slow", _slow)
     app.router.add_get("/stream", _stream)
     app.router.add_get("/status/{code:[0-9]{3}}", _status_code)
+    app.router.add_get("/reset", _reset)
     return app
 
 
@@ -100,6 +101,18 @@ async def _stream(request: web.Request) -> web.StreamResponse:
         await response.write_eof()
     except ConnectionError:
         pass
+    return response
+
+
+async def _reset(request: web.Request) -> web.StreamResponse:
+    """Promise a body, send part of it, then reset the connection (a crashing backend)."""
+    sent = int(request.query.get("after", "1000"))
+    response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+    response.content_length = sent * 10
+    await response.prepare(request)
+    await response.write(_PATTERN[: min(sent, CHUNK)])
+    if request.transport is not None:
+        request.transport.abort()
     return response
 
 

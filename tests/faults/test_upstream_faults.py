@@ -1,0 +1,82 @@
+"""Upstream faults: the client gets a clean error or a cut stream; nothing leaks, the daemon stays up."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+
+import aiohttp
+import pytest
+
+from bearerd.config import load_settings
+from bearerd.emulator import EmulatorStack
+from helpers import ConfigWriter, Running, start
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_reset_mid_response(running: Running) -> None:
+    # A small body is relayed in one piece, so a reset is still a clean 502 problem...
+    async with running.session.get(running.url("/secretapi/reset?after=1000")) as resp:
+        assert resp.status == 502
+        assert (await resp.json())["type"] == "urn:bearerd:problem:upstream-unreachable"
+    # ...a streamed one has its headers out already: the client sees the stream cut, not a clean end.
+    with pytest.raises(aiohttp.ClientPayloadError):
+        async with running.session.get(running.url("/secretapi/reset?after=100000")) as resp:
+            assert resp.status == 200
+            await resp.read()
+    async with running.session.get(running.url("/secretapi/api/status")) as resp:
+        assert resp.status == 200  # the pool recovered
+
+
+async def test_upstream_stalling_mid_body_is_cut_after_timeout(
+    stack: EmulatorStack, write_config: ConfigWriter
+) -> None:
+    async with start(load_settings(write_config(timeout_s=0.5))[0]) as running:
+        with pytest.raises(aiohttp.ClientPayloadError):
+            async with running.session.get(running.url("/secretapi/stream?chunks=3&interval=2")) as resp:
+                assert resp.status == 200
+                await resp.read()
+        async with running.session.get(running.url("/secretapi/api/status")) as resp:
+            assert resp.status == 200
+
+
+async def test_a_thousand_faults_leak_no_fds_or_tasks(stack: EmulatorStack, write_config: ConfigWriter) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead_port = s.getsockname()[1]
+    tables_path = write_config()
+    settings = load_settings(tables_path)[0]
+    dead = settings.routes["secretapi"].model_copy(update={"upstream": f"https://127.0.0.1:{dead_port}/"})
+    dead = dead.model_copy(update={"match": dead.match.model_copy(update={"path_prefix": "/dead/"})})
+    settings = settings.model_copy(update={"routes": {**settings.routes, "dead": dead}})
+    rng = random.Random(1)
+    targets = ["/secretapi/reset?after=100", "/nope/x", "/secretapi/%2e%2e/x", "/dead/x", "/secretapi/status/502"]
+    async with start(settings) as running:
+        assert await running.daemon.wait_ready(within_s=5)
+        connector = aiohttp.TCPConnector(limit=20)
+        async with aiohttp.ClientSession(connector=connector) as session:
+
+            async def one(target: str) -> int:
+                try:
+                    async with session.get(running.url(target)) as resp:
+                        await resp.read()
+                        return resp.status
+                except aiohttp.ClientPayloadError:
+                    return -1  # the reset, relayed as a cut stream
+
+            await asyncio.gather(*(one(t) for t in targets))  # warm pools before counting
+            await asyncio.sleep(0.3)
+            fds, tasks = open_fds(), len(asyncio.all_tasks())
+            statuses = await asyncio.gather(*(one(rng.choice(targets)) for _ in range(1000)))
+            assert 500 not in statuses  # never a 500 of bearerd's own
+            assert set(statuses) <= {-1, 404, 400, 502}
+        await asyncio.sleep(0.5)
+        assert len(asyncio.all_tasks()) <= tasks + 2
+        assert open_fds() <= fds + 5
+        async with running.session.get(running.url("/secretapi/api/status")) as resp:
+            assert resp.status == 200
