@@ -9,6 +9,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from yarl import URL
 
 from bearerd.config import load_settings
 from bearerd.emulator import EmulatorStack
@@ -215,3 +216,20 @@ async def test_host_route(stack: EmulatorStack, write_config: ConfigWriter) -> N
             assert (await resp.json())["raw_path"] == "/echo/x?y=1"
         async with running.session.get(running.url("/otherapi/api/status"), headers={"Host": "other:1"}) as resp:
             assert resp.status == 200  # prefix routes still match for other hosts
+
+
+async def test_route_on_its_own_port_passes_paths_unchanged(stack: EmulatorStack, write_config: ConfigWriter) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = load_settings(write_config(match={"listen": f"127.0.0.1:{port}"}))[0]
+    async with start(settings) as running:
+        assert running.daemon.route_addresses["secretapi"][1] == port
+        async with running.session.get(URL(f"http://127.0.0.1:{port}/echo/a%2Fb?q=1", encoded=True)) as resp:
+            assert resp.status == 200
+            assert (await resp.json())["raw_path"] == "/echo/a%2Fb?q=1"
+        # The shared listener doesn't serve it.
+        async with running.session.get(running.url("/echo/x")) as resp:
+            assert resp.status == 404
