@@ -38,7 +38,7 @@ from bearerd.errors import (
 )
 from bearerd.headers import downstream_headers, upstream_headers
 from bearerd.metrics import Metrics
-from bearerd.routes import Route, RouteTable, split_target
+from bearerd.routes import Route, RouteTable, split_absolute, split_target
 from bearerd.tokens import TokenProvider
 
 log = structlog.get_logger("bearerd.access")
@@ -205,15 +205,26 @@ class Proxy:
                 "point the client at http://127.0.0.1:<port>/<route prefix>/ instead of using it as an https proxy"
             )
         target = request.raw_path
-        if not target.startswith("/"):
-            raise Forbidden("absolute-form requests (forward-proxy use) are only served for configured routes")
         hosts = request.headers.getall("Host", ())
         if len(hosts) > 1:
             raise BadRequest("more than one Host header")
-        path, query = split_target(target)
-        info["path"] = path
         table = routing.tables.get(listener)
-        route = table.match(hosts[0] if hosts else None, path) if table is not None else None
+        forward_authority: str | None = None
+        if target.startswith("/"):
+            path, query = split_target(target)
+            route = table.match(hosts[0] if hosts else None, path) if table is not None else None
+        else:
+            # Forward-proxy use (http_proxy=…): "GET http://app.msappproxy.net/x". Served only for
+            # hosts that are configured upstreams, upgraded to the route's https; never an open proxy.
+            forward_authority, path, query = split_absolute(target)
+            route = table.by_upstream_authority(forward_authority) if table is not None else None
+            if route is None:
+                raise Forbidden(
+                    "this host is not a configured route; bearerd forwards only to its routes' upstreams "
+                    "(`bearerd routes` lists them)"
+                )
+            info["forward_proxy"] = True
+        info["path"] = path
         if route is None:
             raise NoRoute("no route matches this path or host; `bearerd routes` lists the configured entry points")
         info["route"] = route.name
@@ -223,7 +234,10 @@ class Proxy:
         except ProxyError as exc:
             exc.route = route.name
             raise
-        url = URL(route.upstream_target(path, query), encoded=True)
+        if forward_authority is not None:
+            url = URL(route.upstream_origin + path + query, encoded=True)
+        else:
+            url = URL(route.upstream_target(path, query), encoded=True)
 
         token: str | None = None
         if add_token:
@@ -289,7 +303,7 @@ class Proxy:
         info["upstream_ms"] = round((time.perf_counter() - upstream_started) * 1000, 2)
         info["bytes_in"] = bytes_in.n
         try:
-            return await self._relay(request, attempt, route, local_scheme, info)
+            return await self._relay(request, attempt, route, local_scheme, info, forward_authority)
         finally:
             attempt.release()
 
@@ -369,12 +383,16 @@ class Proxy:
         route: Route,
         local_scheme: str,
         info: dict[str, object],
+        forward_authority: str | None = None,
     ) -> web.StreamResponse:
         headers = downstream_headers(upstream_response.headers)
         location = headers.get("Location")
         if location is not None:
-            local_origin = f"{local_scheme}://{request.headers.get('Host', request.host)}"
-            headers["Location"] = route.local_location(location, local_origin)
+            if forward_authority is not None:
+                headers["Location"] = route.forward_location(location, forward_authority)
+            else:
+                local_origin = f"{local_scheme}://{request.headers.get('Host', request.host)}"
+                headers["Location"] = route.local_location(location, local_origin)
         length = upstream_response.content_length
         if length is not None and length <= SMALL_BODY_BYTES and request.method != "HEAD":
             # A small body in one piece: headers and body leave in a single write.

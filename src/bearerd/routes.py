@@ -80,6 +80,13 @@ class Route:
                 return local_origin + local_base + rest
         return location
 
+    def forward_location(self, location: str, authority: str) -> str:
+        """For forward-proxy clients: the upstream's https URLs become the http URLs they asked for."""
+        n = len(self.upstream_origin)
+        if location[:n].lower() == self.upstream_origin and location[n : n + 1] in ("", "/", "?"):
+            return f"http://{authority}{location[n:] or '/'}"
+        return location
+
     def _strip_base(self, path: str) -> str | None:
         if not self.upstream_base:
             return path
@@ -120,6 +127,18 @@ def split_target(target: str) -> tuple[str, str]:
     return path, (sep + query)
 
 
+def split_absolute(target: str) -> tuple[str, str, str]:
+    """Check an absolute-form target (``http://host[:port]/path?query``); return (authority, path, query)."""
+    if not target.lower().startswith("http://"):
+        raise BadRequest("only http:// absolute-form requests are served (an https client uses bearerd's URL instead)")
+    rest = target[len("http://") :]
+    authority, slash, remainder = rest.partition("/")
+    if not authority or "@" in authority or any(c in authority for c in "\\ ?#"):
+        raise BadRequest("the request target has an invalid authority")
+    path, query = split_target("/" + remainder if slash else "/")
+    return authority.lower(), path, query
+
+
 class RouteTable:
     """Routes of one listener, matched host first, then the longest path prefix."""
 
@@ -142,6 +161,14 @@ class RouteTable:
                 prefixed.append(route)
         # Most specific first, so matching is a plain first-match loop.
         self._prefixed = sorted(prefixed, key=lambda r: len(r.local_prefix or ""), reverse=True)
+
+    def by_upstream_authority(self, authority: str) -> Route | None:
+        """The route whose upstream is this host (forward-proxy use); ``host`` or ``host:80`` match too."""
+        bare = authority.removesuffix(":80")
+        for route in self.routes():
+            if route.upstream_host in (authority, bare):
+                return route
+        return None
 
     def routes(self) -> list[Route]:
         every = [self.only] if self.only is not None else []
