@@ -10,9 +10,11 @@ in-flight requests or the tokens of unchanged credentials.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -21,7 +23,7 @@ import structlog
 from aiohttp import web
 
 from bearerd.admin import admin_app
-from bearerd.config import Settings, parse_hostport
+from bearerd.config import UNIX_PREFIX, Settings, parse_hostport
 from bearerd.metrics import Metrics
 from bearerd.proxy import Proxy, Routing, Upstream
 from bearerd.routes import Route, RouteTable
@@ -59,6 +61,7 @@ class Daemon:
         self.started_at = time.time()
         self.ready = False
         self.listen_addresses: list[tuple[str, int]] = []
+        self.unix_sockets: list[str] = []
         self.route_addresses: dict[str, tuple[str, int]] = {}
         self.admin_address: tuple[str, int] | None = None
         # Set by server.py: re-reads the config file and applies it; returns (applied, message).
@@ -97,7 +100,10 @@ class Daemon:
 
         timeout = self.settings.server.shutdown_timeout_s
         for address in self.settings.server.listen:
-            self.listen_addresses.append(await self._listen(address, SHARED_LISTENER, timeout))
+            if address.startswith(UNIX_PREFIX):
+                self.unix_sockets.append(await self._listen_unix(address[len(UNIX_PREFIX) :], timeout))
+            else:
+                self.listen_addresses.append(await self._listen(address, SHARED_LISTENER, timeout))
         for route in self.routes.values():
             if route.settings.match.listen is not None:
                 self.route_addresses[route.name] = await self._listen(route.settings.match.listen, route.name, timeout)
@@ -140,14 +146,34 @@ class Daemon:
             access_log_sample=rs.access_log_sample,
         )
 
-    async def _listen(self, address: str, listener: str, shutdown_timeout: float) -> tuple[str, int]:
+    async def _runner(self, listener: str, shutdown_timeout: float) -> web.ServerRunner:
         assert self.proxy is not None  # noqa: S101 - set in _start before listeners
-        host, port = parse_hostport(address)
         server = self.settings.server
         handler = self.proxy.handler(listener, (server.max_header_bytes, server.max_headers))
         runner = web.ServerRunner(handler, shutdown_timeout=shutdown_timeout)
         await runner.setup()
         self._stack.push_async_callback(runner.cleanup)
+        return runner
+
+    async def _listen_unix(self, path: str, shutdown_timeout: float) -> str:
+        runner = await self._runner(SHARED_LISTENER, shutdown_timeout)
+        site = web.UnixSite(runner, path)
+        mode = int(self.settings.server.unix_socket_mode, 8)
+        # The file mode is the access control: the socket is created with no more than the final
+        # mode (umask), so there is no moment in which others could connect.
+        previous = os.umask(0o777 & ~mode)
+        try:
+            await site.start()
+        finally:
+            os.umask(previous)
+        os.chmod(path, mode)
+        self._stack.callback(lambda: Path(path).unlink(missing_ok=True))
+        log.info("listening", address=f"unix:{path}", mode=self.settings.server.unix_socket_mode)
+        return path
+
+    async def _listen(self, address: str, listener: str, shutdown_timeout: float) -> tuple[str, int]:
+        host, port = parse_hostport(address)
+        runner = await self._runner(listener, shutdown_timeout)
         site = web.TCPSite(runner, _bind_host(host), port)
         await site.start()
         bound = runner.addresses[-1]

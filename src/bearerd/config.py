@@ -32,6 +32,7 @@ from bearerd.errors import ConfigError
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_ADMIN = "127.0.0.1:9180"
+UNIX_PREFIX = "unix:"
 ENTRA_PUBLIC_AUTHORITY = "https://login.microsoftonline.com"
 # App Proxy sends a refused caller to one of these sign-in hosts (public and sovereign clouds).
 KNOWN_SIGN_IN_HOSTS = frozenset(
@@ -90,6 +91,9 @@ class ServerSettings(_Frozen):
     listen: list[str] = Field(default_factory=lambda: [DEFAULT_LISTEN], min_length=1)
     admin: str | None = DEFAULT_ADMIN
     allow_remote: bool = False
+    # Unix socket listeners ("unix:/path" in listen): who may connect is decided by this file mode
+    # (and the socket's group), e.g. "0660" with the daemon's group for a sidecar sharing a volume.
+    unix_socket_mode: str = "0600"
     shutdown_timeout_s: float = Field(default=30.0, gt=0)
     # Request-line and header limits: a request over them is refused (400/431) before anything is forwarded.
     max_header_bytes: int = Field(default=8190, ge=1024, le=65536)
@@ -101,7 +105,20 @@ class ServerSettings(_Frozen):
     @classmethod
     def _listen_addresses(cls, value: list[str]) -> list[str]:
         for item in value:
-            parse_hostport(item)
+            if item.startswith(UNIX_PREFIX):
+                if not item[len(UNIX_PREFIX) :].startswith("/"):
+                    raise ValueError(
+                        f"{item!r}: a Unix socket needs an absolute path, e.g. 'unix:/run/bearerd/bearerd.sock'"
+                    )
+            else:
+                parse_hostport(item)
+        return value
+
+    @field_validator("unix_socket_mode")
+    @classmethod
+    def _octal_mode(cls, value: str) -> str:
+        if not re.fullmatch(r"0?[0-7]{3}", value):
+            raise ValueError(f"unix_socket_mode {value!r} must be an octal file mode such as '0660'")
         return value
 
     @field_validator("admin")
@@ -114,7 +131,7 @@ class ServerSettings(_Frozen):
     @model_validator(mode="after")
     def _loopback_unless_allowed(self) -> ServerSettings:
         addresses = list(self.listen) + ([self.admin] if self.admin else [])
-        remote = [a for a in addresses if not is_loopback_host(parse_hostport(a)[0])]
+        remote = [a for a in addresses if not a.startswith(UNIX_PREFIX) and not is_loopback_host(parse_hostport(a)[0])]
         if remote and not self.allow_remote:
             raise ValueError(
                 f"{', '.join(remote)} is not a loopback address: anyone who can reach it could use this "
