@@ -96,7 +96,9 @@ class Daemon:
             skip_auto_headers=_SKIP_AUTO_HEADERS,
         )
         self._stack.push_async_callback(self.session.close)
-        self.proxy = Proxy(self._routing(self.settings, self.providers), self.session, self.metrics)
+        self.proxy = Proxy(
+            self._routing(self.settings, self.providers), self.session, self.metrics, self.settings.server.client_auth
+        )
 
         timeout = self.settings.server.shutdown_timeout_s
         for address in self.settings.server.listen:

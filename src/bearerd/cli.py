@@ -129,6 +129,8 @@ def _load(path: str, stream: TextIO) -> Settings:
 
 def _secrets_of(settings: Settings) -> list[str]:
     secrets: list[str] = []
+    if settings.server.client_auth is not None:
+        secrets.append(settings.server.client_auth.key.get_secret_value())
     for cred in settings.credentials.values():
         if isinstance(cred, ClientSecretCredential):
             secrets.append(cred.secret.get_secret_value())

@@ -87,10 +87,28 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+class ClientAuth(_Frozen):
+    """Local client authentication: a shared key every client must present."""
+
+    key_file: Path
+    # "Proxy-Authorization" accepts "Bearer KEY" or Basic with KEY as the password (so
+    # http_proxy=http://bearerd:KEY@host:port works); any other header carries the key itself.
+    header: str = "Proxy-Authorization"
+    key: SecretStr = SecretStr("")  # read from key_file at load time
+
+    @field_validator("header")
+    @classmethod
+    def _header_name(cls, value: str) -> str:
+        if not _HEADER_NAME_RE.match(value) or value.lower() in ("authorization", "host", "cookie"):
+            raise ValueError(f"header {value!r} must be a header name other than Authorization, Host or Cookie")
+        return value
+
+
 class ServerSettings(_Frozen):
     listen: list[str] = Field(default_factory=lambda: [DEFAULT_LISTEN], min_length=1)
     admin: str | None = DEFAULT_ADMIN
     allow_remote: bool = False
+    client_auth: ClientAuth | None = None
     # Unix socket listeners ("unix:/path" in listen): who may connect is decided by this file mode
     # (and the socket's group), e.g. "0660" with the daemon's group for a sidecar sharing a volume.
     unix_socket_mode: str = "0600"
@@ -135,8 +153,13 @@ class ServerSettings(_Frozen):
         if remote and not self.allow_remote:
             raise ValueError(
                 f"{', '.join(remote)} is not a loopback address: anyone who can reach it could use this "
-                "daemon's tokens. Listen on 127.0.0.1/::1, or set allow_remote = true if the network "
-                "really is private"
+                "daemon's tokens. Listen on 127.0.0.1/::1, or set allow_remote = true and configure "
+                "[server.client_auth] so clients must present a key"
+            )
+        if remote and self.client_auth is None:
+            raise ValueError(
+                f"{', '.join(remote)} is reachable from other machines: set [server.client_auth] key_file so "
+                "clients must present a shared key (allow_remote alone would open the tokens to the network)"
             )
         return self
 
@@ -527,6 +550,12 @@ def _prepare_file_data(data: dict[str, Any], base: Path, environ: Mapping[str, s
                             cred[key] = _resolve_path(cred[key], base, environ)
                         except ValueError as exc:
                             problems.append(f"[credentials.{name}] {key}: {exc}")
+    auth = data.get("server", {}).get("client_auth") if isinstance(data.get("server"), dict) else None
+    if isinstance(auth, dict) and isinstance(auth.get("key_file"), str):
+        try:
+            auth["key_file"] = _resolve_path(auth["key_file"], base, environ)
+        except ValueError as exc:
+            problems.append(f"[server.client_auth] key_file: {exc}")
     if isinstance(data.get("state_dir"), str):
         try:
             data["state_dir"] = _resolve_path(data["state_dir"], base, environ)
@@ -714,6 +743,15 @@ def load_settings(path: str | Path) -> tuple[Settings, list[str]]:
             warnings.extend(f"[credentials.{name}] {n}" for n in notes)
         except ValueError as exc:
             problems.append(f"[credentials.{name}] {exc}")
+    server = settings.server
+    if server.client_auth is not None:
+        try:
+            key = _read_secret_file(server.client_auth.key_file, "client key")
+            server = server.model_copy(
+                update={"client_auth": server.client_auth.model_copy(update={"key": SecretStr(key)})}
+            )
+        except ValueError as exc:
+            problems.append(f"[server.client_auth] key_file: {exc}")
     if problems:
         raise ConfigError(shown, problems)
     if settings.server.allow_remote:
@@ -730,6 +768,7 @@ def load_settings(path: str | Path) -> tuple[Settings, list[str]]:
             "runtime": runtime,
             "source_file": shown,
             "state_dir": settings.state_dir or default_state_dir(env),
+            "server": server,
         }
     )
     return final, warnings

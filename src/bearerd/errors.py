@@ -10,6 +10,7 @@ boundary each (``proxy.py`` for the upstream, ``tokens.py`` for the identity pro
     └── ProxyError                    rendered to the caller as problem+json
         ├── BadRequest          400   malformed target, path escape, forbidden header
         ├── ClientAuthRejected  401   client sent Authorization on a `reject` route
+        ├── ClientKeyRequired   401/407 the listener requires the shared client key
         ├── Forbidden           403   absolute-form request for a host that is no route
         ├── NoRoute             404   no route matches
         ├── MethodNotAllowed    405   CONNECT: no token can be added inside a tunnel
@@ -92,6 +93,25 @@ class ClientAuthRejected(ProxyError):
     status = 401
     slug = "client-authorization-rejected"
     title = "Client Authorization header not allowed on this route"
+
+
+class ClientKeyRequired(ProxyError):
+    """The listener requires a shared client key and the request had none, or a wrong one."""
+
+    status = 401
+    slug = "client-key-required"
+    title = "Client key required"
+
+    def __init__(self, detail: str, *, proxy_auth: bool) -> None:
+        super().__init__(detail)
+        self.proxy_auth = proxy_auth
+        if proxy_auth:
+            self.status = 407  # type: ignore[misc]
+
+    def headers(self) -> dict[str, str]:
+        if self.proxy_auth:
+            return {"Proxy-Authenticate": 'Basic realm="bearerd", charset="UTF-8"'}
+        return {}
 
 
 class Forbidden(ProxyError):

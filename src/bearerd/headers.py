@@ -39,14 +39,17 @@ def _connection_named(headers: CIMultiDictProxy[str]) -> frozenset[str]:
     return frozenset(t.strip().lower() for v in values for t in v.split(",") if t.strip())
 
 
-def upstream_headers(incoming: CIMultiDictProxy[str], policy: str, upstream_host: str) -> tuple[CIMultiDict[str], bool]:
+def upstream_headers(
+    incoming: CIMultiDictProxy[str], policy: str, upstream_host: str, drop: frozenset[str] = frozenset()
+) -> tuple[CIMultiDict[str], bool]:
     """Headers to send upstream, and whether bearerd should add its own token.
 
+    ``drop`` names (lower-case) headers that are for bearerd only, like the client key header.
     ``policy`` is the route's ``client_authorization``: ``replace`` drops the client's
     Authorization, ``move:X`` carries it in header X, ``reject`` refuses it, ``passthrough``
     forwards it and then adds no token of ours.
     """
-    named = _connection_named(incoming)
+    named = _connection_named(incoming) | drop
     out: CIMultiDict[str] = CIMultiDict()
     out["Host"] = upstream_host
     for name, value in incoming.items():

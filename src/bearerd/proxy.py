@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hmac
 import random
 import re
 import ssl
@@ -25,9 +26,10 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from bearerd.config import origin_key
+from bearerd.config import ClientAuth, origin_key
 from bearerd.errors import (
     BadRequest,
+    ClientKeyRequired,
     Forbidden,
     MethodNotAllowed,
     NoRoute,
@@ -116,10 +118,19 @@ class Routing:
 class Proxy:
     """Forwards requests for the routes of one or more listeners."""
 
-    def __init__(self, routing: Routing, session: aiohttp.ClientSession, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        routing: Routing,
+        session: aiohttp.ClientSession,
+        metrics: Metrics,
+        client_auth: ClientAuth | None = None,
+    ) -> None:
         self.routing = routing
         self.session = session
         self.metrics = metrics
+        self._client_auth = client_auth
+        self._client_key = client_auth.key.get_secret_value().encode() if client_auth is not None else b""
+        self._own_headers = frozenset({client_auth.header.lower()}) if client_auth is not None else frozenset()
         self._rng = random.Random()  # noqa: S311 - access-log sampling, not cryptography
 
     def handler(self, listener: str, limits: tuple[int, int], local_scheme: str = "http") -> web.Server:
@@ -204,6 +215,8 @@ class Proxy:
                 "bearerd adds the token to each HTTP request, which it can't do inside a CONNECT tunnel; "
                 "point the client at http://127.0.0.1:<port>/<route prefix>/ instead of using it as an https proxy"
             )
+        if self._client_auth is not None:
+            self._check_client_key(request, self._client_auth)
         target = request.raw_path
         hosts = request.headers.getall("Host", ())
         if len(hosts) > 1:
@@ -230,7 +243,9 @@ class Proxy:
         info["route"] = route.name
         upstream = routing.upstreams[route.name]
         try:
-            headers, add_token = upstream_headers(request.headers, upstream.policy, route.upstream_host)
+            headers, add_token = upstream_headers(
+                request.headers, upstream.policy, route.upstream_host, self._own_headers
+            )
         except ProxyError as exc:
             exc.route = route.name
             raise
@@ -306,6 +321,31 @@ class Proxy:
             return await self._relay(request, attempt, route, local_scheme, info, forward_authority)
         finally:
             attempt.release()
+
+    def _check_client_key(self, request: web.BaseRequest, auth: ClientAuth) -> None:
+        """Constant-time check of the shared client key (before anything else is looked at)."""
+        value = request.headers.get(auth.header)
+        proxy_auth = auth.header.lower() == "proxy-authorization"
+        presented = ""
+        if value is not None:
+            if proxy_auth:
+                scheme, _, rest = value.strip().partition(" ")
+                if scheme.lower() == "bearer":
+                    presented = rest.strip()
+                elif scheme.lower() == "basic":
+                    try:
+                        presented = base64.b64decode(rest.strip(), validate=True).decode().partition(":")[2]
+                    except (ValueError, UnicodeDecodeError):
+                        presented = ""
+            else:
+                presented = value.strip()
+        if not hmac.compare_digest(presented.encode(), self._client_key):
+            where = (
+                "Proxy-Authorization (Bearer KEY, or http://bearerd:KEY@host:port as proxy URL)"
+                if proxy_auth
+                else auth.header
+            )
+            raise ClientKeyRequired(f"this listener requires the shared client key in {where}", proxy_auth=proxy_auth)
 
     async def _read_small_body(self, request: web.BaseRequest) -> bytes:
         try:
