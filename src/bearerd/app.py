@@ -25,7 +25,7 @@ from aiohttp import web
 from bearerd.admin import admin_app
 from bearerd.config import UNIX_PREFIX, Settings, parse_hostport
 from bearerd.metrics import Metrics
-from bearerd.proxy import Proxy, Routing, Upstream
+from bearerd.proxy import Proxy, Routing, Upstream, refuse_redirects
 from bearerd.routes import Route, RouteTable
 from bearerd.tokens import Providers
 
@@ -96,8 +96,20 @@ class Daemon:
             skip_auto_headers=_SKIP_AUTO_HEADERS,
         )
         self._stack.push_async_callback(self.session.close)
+        ws_session = aiohttp.ClientSession(
+            auto_decompress=False,
+            trust_env=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=_SKIP_AUTO_HEADERS,
+            middlewares=(refuse_redirects,),
+        )
+        self._stack.push_async_callback(ws_session.close)
         self.proxy = Proxy(
-            self._routing(self.settings, self.providers), self.session, self.metrics, self.settings.server.client_auth
+            self._routing(self.settings, self.providers),
+            self.session,
+            self.metrics,
+            self.settings.server.client_auth,
+            ws_session=ws_session,
         )
 
         timeout = self.settings.server.shutdown_timeout_s

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import aiohttp
 import structlog
 from aiohttp import web
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from bearerd.config import ClientAuth, origin_key
@@ -42,6 +42,7 @@ from bearerd.headers import downstream_headers, upstream_headers
 from bearerd.metrics import Metrics
 from bearerd.routes import Route, RouteTable, split_absolute, split_target
 from bearerd.tokens import TokenProvider
+from bearerd.wsrelay import relay
 
 log = structlog.get_logger("bearerd.access")
 
@@ -73,6 +74,27 @@ class _Counter:
 
     def __init__(self) -> None:
         self.n = 0
+
+
+class HandshakeRedirect(aiohttp.ClientError):
+    """A WebSocket handshake answered with a redirect: reported, never followed."""
+
+    def __init__(self, status: int, headers: CIMultiDictProxy[str]) -> None:
+        super().__init__(f"redirect {status}")
+        self.status = status
+        self.headers = headers
+
+
+async def refuse_redirects(
+    request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+) -> aiohttp.ClientResponse:
+    """Client middleware for WebSocket handshakes: aiohttp's ws_connect would follow a redirect (and
+    could take the token along); a token only ever goes to its route's upstream."""
+    response = await handler(request)
+    if response.status in _REDIRECTS:
+        response.release()
+        raise HandshakeRedirect(response.status, response.headers)
+    return response
 
 
 class _ClientGone(Exception):
@@ -124,9 +146,11 @@ class Proxy:
         session: aiohttp.ClientSession,
         metrics: Metrics,
         client_auth: ClientAuth | None = None,
+        ws_session: aiohttp.ClientSession | None = None,
     ) -> None:
         self.routing = routing
         self.session = session
+        self.ws_session = ws_session or session
         self.metrics = metrics
         self._client_auth = client_auth
         self._client_key = client_auth.key.get_secret_value().encode() if client_auth is not None else b""
@@ -269,6 +293,10 @@ class Proxy:
         else:
             info["auth"] = "client"
 
+        if request.method == "GET" and request.headers.get("Upgrade", "").lower() == "websocket":
+            info["websocket"] = True
+            return await self._websocket(request, upstream, url, headers, token)
+
         body: bytes | AsyncIterator[bytes] | None
         bytes_in = _Counter()
         if request.headers.get("Expect", "").lower() == "100-continue" and request.body_exists:
@@ -321,6 +349,67 @@ class Proxy:
             return await self._relay(request, attempt, route, local_scheme, info, forward_authority)
         finally:
             attempt.release()
+
+    async def _websocket(
+        self,
+        request: web.BaseRequest,
+        upstream: Upstream,
+        url: URL,
+        headers: CIMultiDict[str],
+        token: str | None,
+    ) -> web.StreamResponse:
+        """Token on the handshake, then frames both ways; a refused handshake is retried once."""
+        protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+        for name in (
+            "Sec-WebSocket-Key",
+            "Sec-WebSocket-Version",
+            "Sec-WebSocket-Extensions",
+            "Sec-WebSocket-Protocol",
+        ):
+            headers.popall(name, None)  # per hop: aiohttp negotiates its own with the upstream
+        route = upstream.route.name
+        for attempt in range(2):
+            try:
+                remote = await self.ws_session.ws_connect(
+                    url,
+                    headers=headers,
+                    protocols=protocols,
+                    ssl=upstream.ssl,
+                    proxy=upstream.proxy,
+                    timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10),
+                    max_msg_size=0,
+                    autoping=True,
+                )
+                break
+            except (aiohttp.WSServerHandshakeError, HandshakeRedirect) as exc:
+                location = exc.headers.get("Location", "") if exc.headers else ""
+                sign_in = exc.status in _REDIRECTS and origin_key(location) in upstream.sign_in_hosts
+                if token is not None and attempt == 0 and (exc.status == 401 or sign_in):
+                    new = await self._token_after_refusal(upstream.provider, token, True, route)
+                    if new is not None:
+                        token = new
+                        headers["Authorization"] = "Bearer " + new
+                        continue
+                if sign_in:
+                    raise TokenRejected(
+                        "the upstream refused the access token on the WebSocket handshake", route=route
+                    ) from exc
+                return web.Response(
+                    status=exc.status, text=f"upstream refused the WebSocket handshake ({exc.status})\n"
+                )
+            except TimeoutError as exc:
+                raise UpstreamTimeout("the upstream did not answer the WebSocket handshake", route=route) from exc
+            except aiohttp.ClientError as exc:
+                raise UpstreamUnreachable(
+                    f"cannot open the WebSocket to the upstream ({type(exc).__name__})", route=route
+                ) from exc
+        client = web.WebSocketResponse(protocols=(remote.protocol,) if remote.protocol else (), max_msg_size=0)
+        try:
+            await client.prepare(request)
+            await relay(client, remote)
+        finally:
+            await remote.close()
+        return client
 
     def _check_client_key(self, request: web.BaseRequest, auth: ClientAuth) -> None:
         """Constant-time check of the shared client key (before anything else is looked at)."""

@@ -24,6 +24,7 @@ from yarl import URL
 
 from bearerd.emulator.entra import EntraEmulator
 from bearerd.headers import HOP_BY_HOP
+from bearerd.wsrelay import relay
 
 SIGN_IN_HOST = "login.microsoftonline.com"
 
@@ -117,6 +118,18 @@ class AppProxyEmulator:
             text=f'<html><body>Object moved to <a href="{location}">here</a>.</body></html>',
         )
 
+    async def _websocket(self, request: web.Request, claims: dict[str, Any]) -> web.StreamResponse:
+        """App Proxy passes WebSockets through once the handshake's token is verified."""
+        assert self._session is not None  # noqa: S101 - created by cleanup_ctx before serving
+        self.requests_seen.append(SeenRequest(request.method, request.raw_path, claims, []))
+        protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+        url = URL(self.backend_url + request.raw_path, encoded=True)
+        async with self._session.ws_connect(url, protocols=protocols, max_msg_size=0) as backend:
+            client = web.WebSocketResponse(protocols=(backend.protocol,) if backend.protocol else (), max_msg_size=0)
+            await client.prepare(request)
+            await relay(client, backend)
+            return client
+
     def _verify(self, request: web.Request) -> dict[str, Any] | str:
         """The token's claims, or why it was refused."""
         auth = request.headers.get("Authorization", "")
@@ -171,6 +184,8 @@ class AppProxyEmulator:
             return self._sign_in(verdict)
         if self.required_auth_context is not None and self.required_auth_context not in verdict.get("acrs", []):
             return self._claims_challenge()
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return await self._websocket(request, verdict)
         headers: CIMultiDict[str] = CIMultiDict()
         named = {t.strip().lower() for v in request.headers.getall("Connection", ()) for t in v.split(",")}
         for key, value in request.headers.items():

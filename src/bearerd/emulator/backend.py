@@ -15,8 +15,12 @@ CHUNK = 64 * 1024
 _PATTERN = bytes(range(256)) * (CHUNK // 256)
 
 
+WS_CLOSES: web.AppKey[list[int]] = web.AppKey("ws_closes", list[int])
+
+
 def backend_app() -> web.Application:
     app = web.Application()
+    app[WS_CLOSES] = []  # close codes WebSocket clients sent, for tests
     app.router.add_get("/api/status", _status)
     app.router.add_route("*", "/echo/{tail:.*}", _echo)
     app.router.add_get("/download", _download)
@@ -27,6 +31,7 @@ def backend_app() -> web.Application:
     app.router.add_get("/stream", _stream)
     app.router.add_get("/status/{code:[0-9]{3}}", _status_code)
     app.router.add_get("/reset", _reset)
+    app.router.add_get("/ws", _websocket)
     return app
 
 
@@ -102,6 +107,23 @@ async def _stream(request: web.Request) -> web.StreamResponse:
     except ConnectionError:
         pass
     return response
+
+
+async def _websocket(request: web.Request) -> web.WebSocketResponse:
+    """Echo; "close:CODE:REASON" makes the server close with that code (tests check it arrives)."""
+    ws = web.WebSocketResponse(protocols=("chat",), max_msg_size=0)
+    await ws.prepare(request)
+    async for msg in ws:
+        if msg.type == web.WSMsgType.TEXT and msg.data.startswith("close:"):
+            _, code, reason = msg.data.split(":", 2)
+            await ws.close(code=int(code), message=reason.encode())
+        elif msg.type == web.WSMsgType.TEXT:
+            await ws.send_str("echo:" + msg.data)
+        elif msg.type == web.WSMsgType.BINARY:
+            await ws.send_bytes(msg.data)
+    if ws.close_code is not None:
+        request.app[WS_CLOSES].append(ws.close_code)
+    return ws
 
 
 async def _reset(request: web.Request) -> web.StreamResponse:

@@ -119,7 +119,8 @@ class EmulatorStack:
         self.entra.authority_base = self.authority
         self.backend_url = f"http://127.0.0.1:{backend_sock.getsockname()[1]}"
         await self._serve(self.entra.app(), entra_sock, tls=True)
-        await self._serve(backend_app(), backend_sock, tls=False)
+        self.backend_app = backend_app()
+        await self._serve(self.backend_app, backend_sock, tls=False)
         identity_sock = _bound_socket()
         self.managed_identity_url = f"http://127.0.0.1:{identity_sock.getsockname()[1]}"
         await self._serve(self.entra.managed_identity_app(), identity_sock, tls=False)
