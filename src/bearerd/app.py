@@ -158,6 +158,8 @@ class Daemon:
             replay_max_bytes=rs.replay_max_bytes,
             access_log=rs.access_log,
             access_log_sample=rs.access_log_sample,
+            cors_origins=frozenset(rs.cors_origins),
+            cors_max_age_s=rs.cors_max_age_s,
         )
 
     async def _runner(self, listener: str, shutdown_timeout: float) -> web.ServerRunner:

@@ -355,6 +355,10 @@ class RouteSettings(_Frozen):
     replay_max_bytes: int = Field(default=64 * 1024, ge=0)
     # High-volume routes: log every request, only failures (status >= 400), or none; and/or a
     # sample of the successful ones. Metrics always count every request.
+    # Browser clients: origins whose CORS preflights bearerd answers itself (App Proxy would redirect
+    # them to sign-in). Empty: off.
+    cors_origins: list[str] = Field(default_factory=list)
+    cors_max_age_s: int = Field(default=600, ge=0)
     access_log: Literal["all", "errors", "off"] = "all"
     access_log_sample: float = Field(default=1.0, ge=0.0, le=1.0)
 

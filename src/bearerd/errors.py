@@ -12,6 +12,7 @@ boundary each (``proxy.py`` for the upstream, ``tokens.py`` for the identity pro
         ├── ClientAuthRejected  401   client sent Authorization on a `reject` route
         ├── ClientKeyRequired   401/407 the listener requires the shared client key
         ├── Forbidden           403   absolute-form request for a host that is no route
+        ├── CorsOriginRefused   403   browser Origin not in the route's cors_origins
         ├── NoRoute             404   no route matches
         ├── MethodNotAllowed    405   CONNECT: no token can be added inside a tunnel
         ├── UpstreamUnreachable 502   connect refused/reset, TLS failure, bad response
@@ -118,6 +119,12 @@ class Forbidden(ProxyError):
     status = 403
     slug = "not-a-route"
     title = "Host is not a configured route"
+
+
+class CorsOriginRefused(ProxyError):
+    status = 403
+    slug = "cors-origin-not-allowed"
+    title = "Origin not allowed"
 
 
 class NoRoute(ProxyError):

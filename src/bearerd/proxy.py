@@ -18,7 +18,7 @@ import re
 import ssl
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 import structlog
@@ -27,9 +27,11 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from bearerd.config import ClientAuth, origin_key
+from bearerd.cookies import AppProxyJar
 from bearerd.errors import (
     BadRequest,
     ClientKeyRequired,
+    CorsOriginRefused,
     Forbidden,
     MethodNotAllowed,
     NoRoute,
@@ -67,6 +69,9 @@ class Upstream:
     replay_max_bytes: int
     access_log: str = "all"
     access_log_sample: float = 1.0
+    jar: AppProxyJar = field(default_factory=AppProxyJar)
+    cors_origins: frozenset[str] = frozenset()
+    cors_max_age_s: int = 600
 
 
 class _Counter:
@@ -117,6 +122,20 @@ def claims_challenge(response: aiohttp.ClientResponse) -> str | None:
             except (ValueError, UnicodeDecodeError):
                 return None
     return None
+
+
+def _preflight(request: web.BaseRequest, origin: str, max_age_s: int) -> web.Response:
+    headers = {
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Allow-Methods": request.headers.get("Access-Control-Request-Method", "GET"),
+        "Access-Control-Allow-Credentials": "true",
+        "Access-Control-Max-Age": str(max_age_s),
+        "Vary": "Origin",
+    }
+    wanted = request.headers.get("Access-Control-Request-Headers")
+    if wanted:
+        headers["Access-Control-Allow-Headers"] = wanted
+    return web.Response(status=204, headers=headers)
 
 
 def problem_response(error: ProxyError) -> web.Response:
@@ -273,6 +292,15 @@ class Proxy:
         except ProxyError as exc:
             exc.route = route.name
             raise
+        upstream.jar.apply(headers)
+        origin = request.headers.get("Origin")
+        if upstream.cors_origins and origin is not None:
+            if origin not in upstream.cors_origins and "*" not in upstream.cors_origins:
+                raise CorsOriginRefused(f"origin {origin!r} is not in this route's cors_origins", route=route.name)
+            info["cors_origin"] = origin
+            if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+                # App Proxy answers an unauthenticated preflight with a redirect: answer it here.
+                return _preflight(request, origin, upstream.cors_max_age_s)
         if forward_authority is not None:
             url = URL(route.upstream_origin + path + query, encoded=True)
         else:
@@ -515,6 +543,14 @@ class Proxy:
         forward_authority: str | None = None,
     ) -> web.StreamResponse:
         headers = downstream_headers(upstream_response.headers)
+        upstream = self.routing.upstreams.get(route.name)
+        if upstream is not None:
+            upstream.jar.absorb(headers, route.local_prefix if forward_authority is None else None)
+        origin = info.get("cors_origin")
+        if isinstance(origin, str):
+            headers["Access-Control-Allow-Origin"] = origin
+            headers["Access-Control-Allow-Credentials"] = "true"
+            headers.add("Vary", "Origin")
         location = headers.get("Location")
         if location is not None:
             if forward_authority is not None:

@@ -63,6 +63,9 @@ class AppProxyEmulator:
         # Continuous access evaluation: tokens must carry this authentication context (acrs) value.
         self.required_auth_context: str | None = None
         self.challenges = 0
+        # App Proxy's own session cookie: set on answers, expected back, never passed to the backend.
+        self.session_cookie = "AzureAppProxyAccessCookie_" + name
+        self.cookies_seen: list[str | None] = []
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -188,10 +191,15 @@ class AppProxyEmulator:
             return await self._websocket(request, verdict)
         headers: CIMultiDict[str] = CIMultiDict()
         named = {t.strip().lower() for v in request.headers.getall("Connection", ()) for t in v.split(",")}
+        self.cookies_seen.append(request.cookies.get(self.session_cookie))
         for key, value in request.headers.items():
             lowered = key.lower()
             if lowered in HOP_BY_HOP or lowered in named or lowered in ("host", "authorization"):
                 continue
+            if lowered == "cookie":
+                value = "; ".join(p for p in value.split("; ") if not p.lower().startswith("azureappproxy"))
+                if not value:
+                    continue
             headers.add(key, value)
         self.requests_seen.append(SeenRequest(request.method, request.raw_path, verdict, list(headers.items())))
         assert self._session is not None  # noqa: S101 - created by cleanup_ctx before serving
@@ -211,6 +219,7 @@ class AppProxyEmulator:
                 if lowered == "location" and value.startswith(self.backend_url):
                     value = self.external_url.rstrip("/") + value[len(self.backend_url) :]
                 out.add(key, value)
+            out.add("Set-Cookie", f"{self.session_cookie}=s{len(self.cookies_seen)}; path=/; secure; HttpOnly")
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=out)
             await response.prepare(request)
             try:

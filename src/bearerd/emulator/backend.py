@@ -32,6 +32,7 @@ def backend_app() -> web.Application:
     app.router.add_get("/status/{code:[0-9]{3}}", _status_code)
     app.router.add_get("/reset", _reset)
     app.router.add_get("/ws", _websocket)
+    app.router.add_get("/set-cookie", _set_cookie)
     return app
 
 
@@ -124,6 +125,12 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
     if ws.close_code is not None:
         request.app[WS_CLOSES].append(ws.close_code)
     return ws
+
+
+async def _set_cookie(request: web.Request) -> web.Response:
+    response = web.json_response({"cookies": dict(request.cookies)})
+    response.headers.add("Set-Cookie", f"session=abc123; Domain={request.host.split(':')[0]}; Path=/app; HttpOnly")
+    return response
 
 
 async def _reset(request: web.Request) -> web.StreamResponse:

@@ -1,0 +1,65 @@
+"""Cookies across the proxy: App Proxy's own stay inside bearerd, the backend's reach the client.
+
+App Proxy sets ``AzureAppProxy*`` cookies (session, access, analytics). They are bearerd's
+business with App Proxy, not the local client's: they are kept in a per-route jar, sent back
+upstream on later requests of that route, and never handed to (or accepted from) local clients.
+The backend's own cookies pass through with ``Domain`` removed (the client talks to a local host,
+not the app's external one) and ``Path`` moved under the route's local prefix.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from multidict import CIMultiDict
+
+APP_PROXY_PREFIX = "azureappproxy"
+
+
+def _is_app_proxy(name: str) -> bool:
+    return name.strip().lower().startswith(APP_PROXY_PREFIX)
+
+
+class AppProxyJar:
+    def __init__(self) -> None:
+        self._cookies: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def apply(self, headers: CIMultiDict[str]) -> None:
+        """Outgoing request: drop client-sent App Proxy cookies, add ours."""
+        pairs: list[str] = []
+        for value in headers.popall("Cookie", ()):
+            pairs.extend(p.strip() for p in value.split(";") if p.strip() and not _is_app_proxy(p.split("=", 1)[0]))
+        pairs.extend(f"{name}={value}" for name, value in self._cookies.items())
+        if pairs:
+            headers["Cookie"] = "; ".join(pairs)
+
+    def absorb(self, headers: CIMultiDict[str], local_prefix: str | None) -> None:
+        """Incoming response: keep App Proxy's cookies, rewrite the backend's for the local client."""
+        set_cookies = headers.popall("Set-Cookie", ())
+        for value in set_cookies:
+            first, _, attributes = value.partition(";")
+            name, _, cookie_value = first.partition("=")
+            if _is_app_proxy(name):
+                with self._lock:
+                    if "max-age=0" in attributes.lower().replace(" ", ""):
+                        self._cookies.pop(name.strip(), None)
+                    else:
+                        self._cookies[name.strip()] = cookie_value.strip()
+                continue
+            headers.add("Set-Cookie", _localize(first, attributes, local_prefix))
+
+
+def _localize(first: str, attributes: str, local_prefix: str | None) -> str:
+    kept = [first.strip()]
+    for attribute in attributes.split(";"):
+        attribute = attribute.strip()
+        if not attribute:
+            continue
+        key, _, value = attribute.partition("=")
+        if key.strip().lower() == "domain":
+            continue  # a host-only cookie for whichever local name the client used
+        if key.strip().lower() == "path" and local_prefix:
+            attribute = f"Path={local_prefix}{value.strip() if value.strip().startswith('/') else '/'}"
+        kept.append(attribute)
+    return "; ".join(kept)
