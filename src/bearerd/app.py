@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -24,6 +25,7 @@ from aiohttp import web
 
 from bearerd.admin import admin_app
 from bearerd.config import UNIX_PREFIX, Settings, parse_hostport
+from bearerd.localca import LocalCA
 from bearerd.metrics import Metrics
 from bearerd.proxy import Proxy, Routing, Upstream, refuse_redirects
 from bearerd.routes import Route, RouteTable
@@ -62,6 +64,7 @@ class Daemon:
         self.ready = False
         self.listen_addresses: list[tuple[str, int]] = []
         self.unix_sockets: list[str] = []
+        self.tls_addresses: list[tuple[str, int]] = []
         self.route_addresses: dict[str, tuple[str, int]] = {}
         self.admin_address: tuple[str, int] | None = None
         # Set by server.py: re-reads the config file and applies it; returns (applied, message).
@@ -118,6 +121,10 @@ class Daemon:
                 self.unix_sockets.append(await self._listen_unix(address[len(UNIX_PREFIX) :], timeout))
             else:
                 self.listen_addresses.append(await self._listen(address, SHARED_LISTENER, timeout))
+        if self.settings.server.tls_listen:
+            context = self._tls_context()
+            for address in self.settings.server.tls_listen:
+                self.tls_addresses.append(await self._listen(address, SHARED_LISTENER, timeout, context))
         for route in self.routes.values():
             if route.settings.match.listen is not None:
                 self.route_addresses[route.name] = await self._listen(route.settings.match.listen, route.name, timeout)
@@ -162,10 +169,17 @@ class Daemon:
             cors_max_age_s=rs.cors_max_age_s,
         )
 
-    async def _runner(self, listener: str, shutdown_timeout: float) -> web.ServerRunner:
+    def _tls_context(self) -> ssl.SSLContext:
+        assert self.settings.state_dir is not None  # noqa: S101 - load_settings always sets it
+        ca = LocalCA(self.settings.state_dir / "tls")
+        hosts = [r.match.host.rsplit(":", 1)[0] for r in self.settings.routes.values() if r.match.host]
+        log.info("local_tls", ca=str(ca.cert_file), hosts=hosts)
+        return ca.server_context(hosts)
+
+    async def _runner(self, listener: str, shutdown_timeout: float, scheme: str = "http") -> web.ServerRunner:
         assert self.proxy is not None  # noqa: S101 - set in _start before listeners
         server = self.settings.server
-        handler = self.proxy.handler(listener, (server.max_header_bytes, server.max_headers))
+        handler = self.proxy.handler(listener, (server.max_header_bytes, server.max_headers), scheme)
         runner = web.ServerRunner(handler, shutdown_timeout=shutdown_timeout)
         await runner.setup()
         self._stack.push_async_callback(runner.cleanup)
@@ -187,10 +201,12 @@ class Daemon:
         log.info("listening", address=f"unix:{path}", mode=self.settings.server.unix_socket_mode)
         return path
 
-    async def _listen(self, address: str, listener: str, shutdown_timeout: float) -> tuple[str, int]:
+    async def _listen(
+        self, address: str, listener: str, shutdown_timeout: float, tls: ssl.SSLContext | None = None
+    ) -> tuple[str, int]:
         host, port = parse_hostport(address)
-        runner = await self._runner(listener, shutdown_timeout)
-        site = web.TCPSite(runner, _bind_host(host), port)
+        runner = await self._runner(listener, shutdown_timeout, "https" if tls else "http")
+        site = web.TCPSite(runner, _bind_host(host), port, ssl_context=tls)
         await site.start()
         bound = runner.addresses[-1]
         log.info("listening", address=f"{host}:{bound[1]}", listener=listener)

@@ -68,6 +68,10 @@ def _parser() -> argparse.ArgumentParser:
         help="sign in with a browser on this machine (localhost redirect) instead of a device code",
     )
 
+    ca = sub.add_parser("ca", help="the local CA of tls_listen: `bearerd ca export` prints it for clients to trust")
+    ca.add_argument("action", choices=("export",))
+    with_config(ca)
+
     reload = sub.add_parser("reload", help="make the running daemon re-read its config (via the admin listener)")
     with_config(reload)
 
@@ -95,6 +99,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _routes(args)
         if command == "reload":
             return _reload(args)
+        if command == "ca":
+            from bearerd.localca import LocalCA
+
+            settings = _load(args.config, sys.stderr)
+            assert settings.state_dir is not None  # noqa: S101 - load_settings always sets it
+            sys.stdout.write(LocalCA(settings.state_dir / "tls").cert_pem().decode())
+            return EXIT_OK
         if command == "login":
             from bearerd.login import login
 

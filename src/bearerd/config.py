@@ -106,6 +106,8 @@ class ClientAuth(_Frozen):
 
 class ServerSettings(_Frozen):
     listen: list[str] = Field(default_factory=lambda: [DEFAULT_LISTEN], min_length=1)
+    # https listeners with certificates from bearerd's own local CA (`bearerd ca export` to trust it).
+    tls_listen: list[str] = Field(default_factory=list)
     admin: str | None = DEFAULT_ADMIN
     allow_remote: bool = False
     client_auth: ClientAuth | None = None
@@ -148,7 +150,9 @@ class ServerSettings(_Frozen):
 
     @model_validator(mode="after")
     def _loopback_unless_allowed(self) -> ServerSettings:
-        addresses = list(self.listen) + ([self.admin] if self.admin else [])
+        for item in self.tls_listen:
+            parse_hostport(item)
+        addresses = list(self.listen) + list(self.tls_listen) + ([self.admin] if self.admin else [])
         remote = [a for a in addresses if not a.startswith(UNIX_PREFIX) and not is_loopback_host(parse_hostport(a)[0])]
         if remote and not self.allow_remote:
             raise ValueError(
