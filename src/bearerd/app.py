@@ -25,6 +25,7 @@ from aiohttp import web
 
 from bearerd.admin import admin_app
 from bearerd.config import UNIX_PREFIX, Settings, parse_hostport
+from bearerd.deadline import DeadlineTCPSite
 from bearerd.localca import LocalCA
 from bearerd.metrics import Metrics
 from bearerd.proxy import Proxy, Routing, Upstream, refuse_redirects
@@ -206,7 +207,9 @@ class Daemon:
     ) -> tuple[str, int]:
         host, port = parse_hostport(address)
         runner = await self._runner(listener, shutdown_timeout, "https" if tls else "http")
-        site = web.TCPSite(runner, _bind_host(host), port, ssl_context=tls)
+        site = DeadlineTCPSite(
+            runner, _bind_host(host), port, ssl_context=tls, header_timeout_s=self.settings.server.header_timeout_s
+        )
         await site.start()
         bound = runner.addresses[-1]
         log.info("listening", address=f"{host}:{bound[1]}", listener=listener)

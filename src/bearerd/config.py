@@ -117,6 +117,8 @@ class ServerSettings(_Frozen):
     shutdown_timeout_s: float = Field(default=30.0, gt=0)
     # Request-line and header limits: a request over them is refused (400/431) before anything is forwarded.
     max_header_bytes: int = Field(default=8190, ge=1024, le=65536)
+    # A new connection must deliver its first request's headers within this time (slowloris).
+    header_timeout_s: float = Field(default=10.0, gt=0)
     max_headers: int = Field(default=100, ge=8, le=1000)
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
