@@ -102,9 +102,9 @@ class Running:
 
 
 @asynccontextmanager
-async def start(settings: Settings) -> AsyncIterator[Running]:
+async def start(settings: Settings, trace_configs: list[aiohttp.TraceConfig] | None = None) -> AsyncIterator[Running]:
     async with (
-        Daemon(settings) as daemon,
+        Daemon(settings, trace_configs) as daemon,
         aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), auto_decompress=False) as session,
     ):
         host, port = daemon.listen_addresses[0]

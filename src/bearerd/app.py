@@ -56,8 +56,10 @@ def route_entry(settings: Settings, route: str) -> str:
 class Daemon:
     """All of bearerd that runs: started by ``async with``, stopped on exit."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, trace_configs: list[aiohttp.TraceConfig] | None = None) -> None:
         self.settings = settings
+        # Observers of every outbound upstream request (tests use one to check where tokens go).
+        self._trace_configs = trace_configs
         self.metrics = Metrics()
         self.providers = Providers(settings, on_attempt=self.metrics.observe_acquisition)
         self.routes = {name: Route.build(name, rs) for name, rs in settings.routes.items()}
@@ -98,6 +100,7 @@ class Daemon:
             trust_env=False,
             cookie_jar=aiohttp.DummyCookieJar(),  # never share one client's cookies with another
             skip_auto_headers=_SKIP_AUTO_HEADERS,
+            trace_configs=self._trace_configs,
         )
         self._stack.push_async_callback(self.session.close)
         ws_session = aiohttp.ClientSession(
@@ -106,6 +109,7 @@ class Daemon:
             cookie_jar=aiohttp.DummyCookieJar(),
             skip_auto_headers=_SKIP_AUTO_HEADERS,
             middlewares=(refuse_redirects,),
+            trace_configs=self._trace_configs,
         )
         self._stack.push_async_callback(ws_session.close)
         self.proxy = Proxy(

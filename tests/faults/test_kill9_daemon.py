@@ -1,0 +1,49 @@
+"""kill -9 the daemon at random moments while it refreshes (and rewrites) a user's token cache:
+the cache file always loads afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import signal
+import sys
+from pathlib import Path
+
+import msal
+
+from bearerd.emulator import EmulatorStack
+from helpers import TEST_APPS, run_login, user_settings
+
+
+async def test_kill_9_during_refreshes_never_corrupts_the_cache(tmp_path: Path) -> None:
+    # Tokens live 2 s, so the daemon refreshes (and rewrites the cache) about every second.
+    async with EmulatorStack(tmp_path / "e", token_lifetime_s=2, apps=TEST_APPS) as stack:
+        config, _ = user_settings(stack, tmp_path)
+        assert (await run_login(stack, config))[0] == 0
+        cache_file = tmp_path / "state" / "alice.msal-cache.json"
+        rng = random.Random(9)
+        writes_before = stack.entra.token_calls(stack.public_client_id)
+        for _ in range(5):
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "bearerd.cli",
+                "run",
+                "-c",
+                str(config),
+                "--log-level",
+                "error",
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+            await asyncio.sleep(rng.uniform(0.8, 2.5))
+            proc.send_signal(signal.SIGKILL)
+            await proc.wait()
+            data = json.loads(cache_file.read_text())  # whole: the old file or the new one, never half
+            cache = msal.SerializableTokenCache()
+            cache.deserialize(json.dumps(data))
+            accounts = list(cache.search(msal.TokenCache.CredentialType.ACCOUNT))
+            assert [a["username"] for a in accounts] == [stack.user]
+        # The daemons really were refreshing (and so rewriting the file) while being killed.
+        assert stack.entra.token_calls(stack.public_client_id) - writes_before >= 5
