@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +15,26 @@ from bearerd.logs import configure_logging
 from helpers import TEST_APPS, ConfigWriter, Running, render_toml, stack_tables, start
 
 
-@pytest.fixture
-def log_stream() -> io.StringIO:
-    """Every log line of the test, as JSON, through the production pipeline (redaction included)."""
+@pytest.fixture(autouse=True)
+def _every_log_line(request: pytest.FixtureRequest) -> Iterator[io.StringIO]:
+    """Every test's log lines (JSON, through the production pipeline with its redaction) are
+    scanned afterwards: no token the test's emulator issued and no client secret may appear."""
     stream = io.StringIO()
     configure_logging("json", "debug", stream=stream)
-    return stream
+    yield stream
+    stack = request.node.funcargs.get("stack")
+    if isinstance(stack, EmulatorStack):
+        text = stream.getvalue()
+        for token in stack.entra.issued_tokens:
+            assert token not in text, "an access token reached the log"
+        if stack.client_secret_file.exists():
+            assert stack.client_secret_file.read_text() not in text, "the client secret reached the log"
+
+
+@pytest.fixture
+def log_stream(_every_log_line: io.StringIO) -> io.StringIO:
+    """The test's log lines so far, as JSON."""
+    return _every_log_line
 
 
 @pytest.fixture
