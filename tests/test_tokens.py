@@ -212,3 +212,28 @@ async def test_certificate_with_x5c_uses_sha256_thumbprint(stack: EmulatorStack,
         assert "x5c" in call.assertion_header
     finally:
         await providers.aclose()
+
+
+async def test_identity_provider_too_slow_is_a_timeout(stack: EmulatorStack, tmp_path: Path) -> None:
+    import socket
+    import time
+
+    # A black hole: the kernel accepts the connection, nobody ever answers (not even the TLS handshake).
+    with socket.socket() as hole:
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(8)
+        tables = stack_tables(stack)
+        tables["credentials.emu-secret"].update(
+            authority=f"https://127.0.0.1:{hole.getsockname()[1]}/tenant", timeout_s=0.5, connect_timeout_s=0.5
+        )
+        path = tmp_path / "t.toml"
+        path.write_text(render_toml(tables))
+        providers = Providers(load_settings(path)[0])
+        try:
+            started = time.monotonic()
+            with pytest.raises(TokenUnavailable) as info:
+                await providers.for_route("secretapi").fetch()
+            assert time.monotonic() - started < 5
+            assert "timed out" in info.value.detail
+        finally:
+            await providers.aclose()

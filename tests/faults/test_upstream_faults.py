@@ -80,3 +80,40 @@ async def test_a_thousand_faults_leak_no_fds_or_tasks(stack: EmulatorStack, writ
         assert open_fds() <= fds + 5
         async with running.session.get(running.url("/secretapi/api/status")) as resp:
             assert resp.status == 200
+
+
+async def test_oversized_upstream_header_is_502(stack: EmulatorStack, write_config: ConfigWriter) -> None:
+    # Straight to the backend, so the daemon itself meets the misbehaving upstream.
+    settings = load_settings(write_config(upstream=stack.backend_url + "/"))[0]
+    async with start(settings) as running:
+        async with running.session.get(running.url("/secretapi/big-header")) as resp:
+            assert resp.status == 502
+            assert (await resp.json())["type"] == "urn:bearerd:problem:upstream-unreachable"
+        async with running.session.get(running.url("/secretapi/api/status")) as resp:
+            assert resp.status == 200
+
+
+async def test_client_gone_mid_upload(stack: EmulatorStack, write_config: ConfigWriter, log_stream: object) -> None:
+
+    # Straight to the backend: what is checked is the daemon's handling of the vanished client.
+    settings = load_settings(write_config(upstream=stack.backend_url + "/"))[0]
+    async with start(settings) as running:
+        await _gone_mid_upload(running, log_stream)
+
+
+async def _gone_mid_upload(running: Running, log_stream: object) -> None:
+    from helpers import log_events
+
+    host, port = running.daemon.listen_addresses[0]
+    _, writer = await asyncio.open_connection(host, port)
+    writer.write(b"POST /secretapi/upload HTTP/1.1\r\nHost: a\r\nContent-Length: 10000000\r\n\r\n" + b"x" * 1_000_000)
+    await writer.drain()
+    await asyncio.sleep(0.2)
+    writer.transport.abort()  # gone mid-upload
+    await asyncio.sleep(0.5)
+    async with running.session.get(running.url("/secretapi/api/status")) as resp:
+        assert resp.status == 200
+    events = log_events(log_stream)  # type: ignore[arg-type]
+    assert not [e for e in events if "exception" in e or e.get("level") == "error"]
+    uploads = [e for e in events if e.get("event") == "request" and e.get("path") == "/secretapi/upload"]
+    assert uploads and uploads[-1]["status"] in (499, 502)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
 
 CHUNK = 64 * 1024
 _PATTERN = bytes(range(256)) * (CHUNK // 256)
@@ -33,6 +33,7 @@ def backend_app() -> web.Application:
     app.router.add_get("/reset", _reset)
     app.router.add_get("/ws", _websocket)
     app.router.add_get("/set-cookie", _set_cookie)
+    app.router.add_get("/big-header", _big_header)
     return app
 
 
@@ -78,9 +79,13 @@ async def _download(request: web.Request) -> web.StreamResponse:
 async def _upload(request: web.Request) -> web.Response:
     digest = hashlib.sha256()
     size = 0
-    async for chunk in request.content.iter_any():
-        digest.update(chunk)
-        size += len(chunk)
+    try:
+        async for chunk in request.content.iter_any():
+            digest.update(chunk)
+            size += len(chunk)
+    except (ConnectionError, ClientPayloadError):
+        # The sender went away mid-body (tests do that on purpose): nobody is left to answer.
+        return web.Response(status=400, text="incomplete body\n")
     return web.json_response({"bytes": size, "sha256": digest.hexdigest()})
 
 
@@ -125,6 +130,11 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
     if ws.close_code is not None:
         request.app[WS_CLOSES].append(ws.close_code)
     return ws
+
+
+async def _big_header(request: web.Request) -> web.Response:
+    """A misbehaving backend: a response header far beyond what a proxy should accept."""
+    return web.Response(text="ok\n", headers={"X-Huge": "h" * 20000})
 
 
 async def _set_cookie(request: web.Request) -> web.Response:
