@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 
 from bearerd.emulator import EmulatorStack
-from helpers import ConfigWriter, render_toml, stack_tables
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from helpers import ConfigWriter, daemon_process, render_toml, stack_tables
 
 
 class NotifyListener:
@@ -44,57 +34,6 @@ class NotifyListener:
 
     def close(self) -> None:
         self.sock.close()
-
-
-class Proc:
-    def __init__(self, proc: asyncio.subprocess.Process, base: str, admin: str) -> None:
-        self.proc, self.base, self.admin = proc, base, admin
-        self.output = b""
-
-    async def wait(self, within_s: float) -> int:
-        assert self.proc.stdout is not None
-        self.output += await asyncio.wait_for(self.proc.stdout.read(), within_s)
-        return await asyncio.wait_for(self.proc.wait(), within_s)
-
-
-@asynccontextmanager
-async def daemon_process(
-    config: Path, tables: dict[str, dict[str, Any]], env: dict[str, str] | None = None
-) -> AsyncIterator[Proc]:
-    port, admin = free_port(), free_port()
-    tables["server"].update(listen=[f"127.0.0.1:{port}"], admin=f"127.0.0.1:{admin}")
-    config.write_text(render_toml(tables))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bearerd.cli",
-        "run",
-        "-c",
-        str(config),
-        "--log-format",
-        "json",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, **(env or {})},
-    )
-    p = Proc(proc, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin}")
-    try:
-        async with aiohttp.ClientSession() as session:
-            for _ in range(200):
-                try:
-                    async with session.get(p.admin + "/readyz") as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientConnectorError:
-                    pass
-                await asyncio.sleep(0.05)
-            else:
-                raise AssertionError("daemon not ready")
-        yield p
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
 
 
 async def test_sigterm_lets_a_slow_stream_finish_and_notifies_systemd(

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import signal
-import socket
-import sys
 from collections.abc import AsyncIterator
 
 import aiohttp
 import psutil
 
 from bearerd.emulator import EmulatorStack
-from helpers import ConfigWriter, render_toml, stack_tables
+from helpers import ConfigWriter, daemon_process, stack_tables
 
 GIB = 1024**3
 CHUNK = bytes(range(256)) * 1024  # 256 KiB
@@ -29,40 +25,18 @@ def peak_rss(pid: int) -> int:
 
 
 async def test_one_gib_each_way_keeps_daemon_memory_flat(stack: EmulatorStack, write_config: ConfigWriter) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     tables = stack_tables(stack)
-    tables["server"]["listen"] = [f"127.0.0.1:{port}"]
     # Straight to the backend: this measures the daemon, not the App Proxy emulator.
     tables["routes.bulk"] = dict(
         tables["routes.secretapi"], match={"path_prefix": "/bulk/"}, upstream=stack.backend_url + "/"
     )
-    config = write_config(tables)
-    config.write_text(render_toml(tables))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bearerd.cli",
-        "run",
-        "-c",
-        str(config),
-        "--log-level",
-        "warning",
-        stdout=asyncio.subprocess.DEVNULL,
-    )
-    try:
-        base = f"http://127.0.0.1:{port}/bulk"
+    async with daemon_process(write_config(tables), tables) as d:
+        base = d.base + "/bulk"
         timeout = aiohttp.ClientTimeout(total=120)
         async with aiohttp.ClientSession(timeout=timeout, auto_decompress=False) as session:
-            for _ in range(100):
-                try:
-                    async with session.get(base + "/api/status") as resp:
-                        assert resp.status == 200
-                        break
-                except aiohttp.ClientConnectorError:
-                    await asyncio.sleep(0.1)
-            rss_before = psutil.Process(proc.pid).memory_info().rss
+            async with session.get(base + "/api/status") as resp:
+                assert resp.status == 200
+            rss_before = psutil.Process(d.proc.pid).memory_info().rss
 
             received = 0
             async with session.get(f"{base}/download?bytes={GIB}") as resp:
@@ -83,13 +57,6 @@ async def test_one_gib_each_way_keeps_daemon_memory_flat(stack: EmulatorStack, w
                 expected.update(CHUNK)
             assert result == {"bytes": GIB, "sha256": expected.hexdigest()}
 
-        growth = peak_rss(proc.pid) - rss_before
+        growth = peak_rss(d.proc.pid) - rss_before
         print(f"daemon RSS before {rss_before / 2**20:.1f} MiB, peak growth {growth / 2**20:.1f} MiB for 2 GiB moved")
         assert growth < 48 * 2**20
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), 15)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
