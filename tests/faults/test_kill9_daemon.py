@@ -37,7 +37,13 @@ async def test_kill_9_during_refreshes_never_corrupts_the_cache(tmp_path: Path) 
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.DEVNULL,
             )
-            await asyncio.sleep(rng.uniform(0.8, 2.5))
+            # Once it is in its refresh cycle (its first acquisition rewrote the file), kill it at a random moment.
+            calls = stack.entra.token_calls(stack.public_client_id)
+            for _ in range(300):
+                if stack.entra.token_calls(stack.public_client_id) > calls:
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(rng.uniform(0.0, 1.5))
             proc.send_signal(signal.SIGKILL)
             await proc.wait()
             data = json.loads(cache_file.read_text())  # whole: the old file or the new one, never half
