@@ -101,7 +101,11 @@ async def test_kill_9_while_writing_never_corrupts_the_cache(tmp_path: Path) -> 
     rng = random.Random(7)
     for _ in range(12):
         proc = await asyncio.create_subprocess_exec(sys.executable, "-c", _WRITER, str(path))
-        await asyncio.sleep(rng.uniform(0.2, 0.6))
+        for _ in range(300):  # the interpreter can take seconds to start on a loaded CI box
+            if path.exists():
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(rng.uniform(0.05, 0.4))
         proc.send_signal(signal.SIGKILL)
         await proc.wait()
         data = json.loads(path.read_text())  # always a whole file: the old one or the new one
