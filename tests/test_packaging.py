@@ -15,10 +15,9 @@ from bearerd.config import ClientAssertionCredential, load_settings
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_kubernetes_sidecar_config_loads_with_workload_identity_env(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    manifest = (ROOT / "config" / "kubernetes" / "bearerd-sidecar.yaml").read_text()
+def _manifest_config(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, Path]:
+    """The bearerd.toml of a Kubernetes manifest, with the environment workload identity injects."""
+    manifest = (ROOT / "config" / "kubernetes" / name).read_text()
     block = manifest.split("  bearerd.toml: |\n", 1)[1].split("\n---", 1)[0]
     config = tmp_path / "bearerd.toml"
     config.write_text(textwrap.dedent(block))
@@ -27,7 +26,14 @@ def test_kubernetes_sidecar_config_loads_with_workload_identity_env(
     monkeypatch.setenv("AZURE_CLIENT_ID", "11111111-2222-3333-4444-555555555555")
     monkeypatch.setenv("AZURE_TENANT_ID", "72f988bf-0000-4000-8000-000000000000")
     monkeypatch.setenv("AZURE_FEDERATED_TOKEN_FILE", str(token))
+    return manifest, config
+
+
+def test_kubernetes_sidecar_config_loads_with_workload_identity_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com/")
+    _, config = _manifest_config("bearerd-sidecar.yaml", tmp_path, monkeypatch)
     settings, _ = load_settings(config)
     cred = settings.credentials["workload"]
     assert isinstance(cred, ClientAssertionCredential)
@@ -54,3 +60,14 @@ def test_dockerfile_lints_clean() -> None:
     hadolint = str(Path(sys.executable).parent / "hadolint")
     result = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_kubernetes_fleet_config_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    manifest, config = _manifest_config("bearerd-fleet.yaml", tmp_path, monkeypatch)
+    monkeypatch.setenv("REDIS_PASSWORD", "redis-access-key")
+    monkeypatch.setenv("FLEET_ENCRYPTION_KEY", "q" * 43 + "=")
+    settings, _ = load_settings(config)
+    assert settings.cache.backend == "redis" and settings.cache.url is not None
+    assert settings.cache.url.startswith("rediss://")
+    assert settings.cache.password.get_secret_value() == "redis-access-key"
+    assert "valueFrom: { secretKeyRef: { name: bearerd-fleet, key: fleet.key } }" in manifest

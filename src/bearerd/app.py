@@ -26,6 +26,7 @@ from aiohttp import web
 from bearerd.admin import admin_app
 from bearerd.config import UNIX_PREFIX, Settings, parse_hostport
 from bearerd.deadline import DeadlineTCPSite
+from bearerd.fleet import Fleet
 from bearerd.localca import LocalCA
 from bearerd.metrics import Metrics
 from bearerd.proxy import Proxy, Routing, Upstream, refuse_redirects
@@ -61,7 +62,10 @@ class Daemon:
         # Observers of every outbound upstream request (tests use one to check where tokens go).
         self._trace_configs = trace_configs
         self.metrics = Metrics()
-        self.providers = Providers(settings, on_attempt=self.metrics.observe_acquisition)
+        self.fleet: Fleet | None = None
+        if settings.cache.backend == "redis":
+            self.fleet = Fleet(settings.cache, settings.source_file, on_connected=self.metrics.observe_fleet)
+        self.providers = Providers(settings, on_attempt=self.metrics.observe_acquisition, fleet=self.fleet)
         self.routes = {name: Route.build(name, rs) for name, rs in settings.routes.items()}
         self.started_at = time.time()
         self.ready = False
@@ -92,6 +96,9 @@ class Daemon:
         await self._stack.aclose()
 
     async def _start(self) -> None:
+        if self.fleet is not None:
+            self._stack.push_async_callback(self.fleet.close)
+            await self.fleet.start()
         self._stack.push_async_callback(lambda: self.providers.aclose())
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
         self.session = aiohttp.ClientSession(
@@ -254,7 +261,10 @@ class Daemon:
                     }
                 }
             )
-        providers = Providers(new, on_attempt=self.metrics.observe_acquisition, reuse=self.providers)
+        if new.cache != self.settings.cache:
+            not_applied.append("[cache] changes take effect at the next restart")
+            new = new.model_copy(update={"cache": self.settings.cache})
+        providers = Providers(new, on_attempt=self.metrics.observe_acquisition, reuse=self.providers, fleet=self.fleet)
         routing = self._routing(new, providers)
         old = self.providers
         self.proxy.routing = routing

@@ -98,14 +98,33 @@ class PersistentTokenCache(msal.SerializableTokenCache):  # type: ignore[misc]
             # Can't happen with atomic writes; if the file was edited by hand, say so and start empty.
             log.error("cache.unreadable", path=str(self.path))
             data = {}
-        ours = json.loads(self.serialize() or "{}")
-        merged: dict[str, Any] = {}
-        for section in set(ours) | set(data):
-            first, second = (data, ours) if prefer_ours else (ours, data)
-            merged[section] = {**(first.get(section) or {}), **(second.get(section) or {})}
-        self.deserialize(json.dumps(merged))
+        self._merge(data, incoming_wins=not prefer_ours)
         self.has_state_changed = changed and prefer_ours
         self._seen = stamp
+
+    def _merge(self, incoming: dict[str, Any], *, incoming_wins: bool) -> None:
+        ours = json.loads(self.serialize() or "{}")
+        merged: dict[str, Any] = {}
+        for section in set(ours) | set(incoming):
+            first, second = (ours, incoming) if incoming_wins else (incoming, ours)
+            merged[section] = {**(first.get(section) or {}), **(second.get(section) or {})}
+        self.deserialize(json.dumps(merged))
+
+    def export_text(self) -> str:
+        """The cache as it is in the file now (to share it with a fleet)."""
+        with self.locked():
+            return str(self.serialize())
+
+    def merge_shared(self, text: str) -> None:
+        """Take in a fleet's copy: it holds the newest rotated refresh token, so it wins conflicts."""
+        try:
+            incoming = json.loads(text)
+        except json.JSONDecodeError:
+            log.error("cache.shared_unreadable")
+            return
+        with self.locked():
+            self._merge(incoming, incoming_wins=True)
+            self.has_state_changed = True
 
     def _save_if_changed(self) -> None:
         if not self.has_state_changed:

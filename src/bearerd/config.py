@@ -9,6 +9,8 @@ because the person reading it is at a terminal with the config open, not in our 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import difflib
 import hashlib
 import ipaddress
@@ -401,6 +403,65 @@ class RouteSettings(_Frozen):
         )
 
 
+class CacheSettings(_Frozen):
+    """Where tokens live beyond this process: ``local`` (this daemon alone) or ``redis`` (a fleet).
+
+    With Redis, replicas share each token and take turns (a lock) to acquire it, so a fleet asks
+    the identity provider as often as one daemon would. Everything stored there is encrypted with
+    the key in ``encryption_key_file``: a dump of Redis gives nothing usable.
+    """
+
+    backend: Literal["local", "redis"] = "local"
+    url: str | None = None  # redis://host:6379/0, rediss://host:6380/0 (TLS) or unix:///run/redis.sock
+    username: str | None = None
+    password_file: Path | None = None
+    password_env: str | None = None  # e.g. a Kubernetes secretKeyRef
+    ca_file: Path | None = None  # extra trust for rediss://
+    key_prefix: str = Field(default="bearerd:", min_length=1, max_length=100)
+    encryption_key_file: Path | None = None
+    encryption_key_env: str | None = None
+    # A replica holding the acquisition lock renews it while it works; if it dies, another takes
+    # over after this long.
+    lock_ttl_s: float = Field(default=10.0, ge=1.0, le=300.0)
+    connect_timeout_s: float = Field(default=1.0, gt=0)
+    timeout_s: float = Field(default=2.0, gt=0)
+    password: SecretStr = SecretStr("")  # read from password_file at load time
+    encryption_key: SecretStr = SecretStr("")  # read from encryption_key_file at load time (base64)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_secrets_in_input(cls, data: Any) -> Any:
+        if isinstance(data, dict) and (given := {"password", "encryption_key"} & set(data)):
+            raise ValueError(f"{', '.join(sorted(given))} is not a setting; use password_file / encryption_key_file")
+        return data
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        url = urlsplit(value)
+        if url.scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(f"url {value!r} must start with redis://, rediss:// (TLS) or unix://")
+        if url.password:
+            raise ValueError("url must not carry a password: put it in password_file (mode 0600)")
+        return value
+
+    @model_validator(mode="after")
+    def _redis_needs(self) -> CacheSettings:
+        if self.backend == "redis":
+            if not self.url:
+                raise ValueError('backend = "redis" needs url = "redis://host:6379/0" (or rediss:// for TLS)')
+            if (self.encryption_key_file is None) == (self.encryption_key_env is None):
+                raise ValueError(
+                    'backend = "redis" needs exactly one of encryption_key_file or encryption_key_env: create a key '
+                    "with `openssl rand -base64 32 > fleet.key; chmod 600 fleet.key` and give every replica the same"
+                )
+            if self.password_file is not None and self.password_env is not None:
+                raise ValueError("set password_file or password_env, not both")
+        return self
+
+
 class Runtime(_Frozen):
     """What the service manager tells the process through its environment (systemd)."""
 
@@ -441,6 +502,7 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     credentials: dict[str, Credential] = Field(default_factory=dict)
     routes: dict[str, RouteSettings] = Field(default_factory=dict)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
     state_dir: Path | None = None
     egress: Egress = Field(default_factory=Egress, exclude=True)
     runtime: Runtime = Field(default_factory=Runtime, exclude=True)
@@ -566,6 +628,14 @@ def _prepare_file_data(data: dict[str, Any], base: Path, environ: Mapping[str, s
             auth["key_file"] = _resolve_path(auth["key_file"], base, environ)
         except ValueError as exc:
             problems.append(f"[server.client_auth] key_file: {exc}")
+    cache = data.get("cache")
+    if isinstance(cache, dict):
+        for key in ("password_file", "ca_file", "encryption_key_file"):
+            if isinstance(cache.get(key), str):
+                try:
+                    cache[key] = _resolve_path(cache[key], base, environ)
+                except ValueError as exc:
+                    problems.append(f"[cache] {key}: {exc}")
     if isinstance(data.get("state_dir"), str):
         try:
             data["state_dir"] = _resolve_path(data["state_dir"], base, environ)
@@ -651,6 +721,42 @@ def _load_secret_material(cred: Credential, environ: Mapping[str, str]) -> tuple
     )
 
 
+FLEET_KEY_BYTES = 32
+
+
+def _secret_from_env(name: str, what: str, environ: Mapping[str, str]) -> str:
+    value = environ.get(name, "").strip()
+    if not value:
+        raise ValueError(f"environment variable {name!r} ({what}) is not set or empty")
+    return value
+
+
+def _load_cache_secrets(cache: CacheSettings, environ: Mapping[str, str]) -> CacheSettings:
+    """Read the Redis password and the fleet's encryption key now, so a bad source fails at start-up."""
+    if cache.encryption_key_file is not None:
+        text = _read_secret_file(cache.encryption_key_file, "encryption key")
+        source = f"encryption_key_file {str(cache.encryption_key_file)!r}"
+    else:
+        assert cache.encryption_key_env is not None  # noqa: S101 - the model requires one of them
+        text = _secret_from_env(cache.encryption_key_env, "encryption_key_env", environ)
+        source = f"encryption_key_env {cache.encryption_key_env!r}"
+    try:
+        key = base64.b64decode(text.replace("-", "+").replace("_", "/"), validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) != FLEET_KEY_BYTES:
+        raise ValueError(
+            f"{source} must hold {FLEET_KEY_BYTES} random bytes, base64-encoded: create the key with "
+            "`openssl rand -base64 32`"
+        )
+    update: dict[str, Any] = {"encryption_key": SecretStr(base64.b64encode(key).decode())}
+    if cache.password_file is not None:
+        update["password"] = SecretStr(_read_secret_file(cache.password_file, "Redis password"))
+    elif cache.password_env is not None:
+        update["password"] = SecretStr(_secret_from_env(cache.password_env, "password_env", environ))
+    return cache.model_copy(update=update)
+
+
 _CREDENTIAL_KINDS = ("client_secret", "certificate", "client_assertion", "managed_identity", "device_code")
 _FIX_HINTS = {
     "missing": "add it",
@@ -671,8 +777,8 @@ def _describe(loc: tuple[int | str, ...], kind: str, msg: str) -> str:
         del parts[2]
     if parts and parts[0] in ("credentials", "routes") and len(parts) >= 2:
         table, field = f"[{parts[0]}.{parts[1]}]", ".".join(parts[2:])
-    elif parts and parts[0] == "server":
-        table, field = "[server]", ".".join(parts[1:])
+    elif parts and parts[0] in ("server", "cache"):
+        table, field = f"[{parts[0]}]", ".".join(parts[1:])
     else:
         table, field = "(top level)", ".".join(parts)
     msg = msg.removeprefix("Value error, ")
@@ -698,6 +804,7 @@ def _unknown_field_hint(parts: list[str]) -> str:
         DeviceCodeCredential,
         RouteSettings,
         RouteMatch,
+        CacheSettings,
         Settings,
     ):
         candidates |= set(model.model_fields)
@@ -762,6 +869,12 @@ def load_settings(path: str | Path) -> tuple[Settings, list[str]]:
             )
         except ValueError as exc:
             problems.append(f"[server.client_auth] key_file: {exc}")
+    cache_settings = settings.cache
+    if cache_settings.backend == "redis":
+        try:
+            cache_settings = _load_cache_secrets(cache_settings, env)
+        except ValueError as exc:
+            problems.append(f"[cache] {exc}")
     if problems:
         raise ConfigError(shown, problems)
     if settings.server.allow_remote:
@@ -779,6 +892,7 @@ def load_settings(path: str | Path) -> tuple[Settings, list[str]]:
             "source_file": shown,
             "state_dir": settings.state_dir or default_state_dir(env),
             "server": server,
+            "cache": cache_settings,
         }
     )
     return final, warnings

@@ -72,6 +72,7 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self._fleet_connected: Gauge | None = None
         self.reloads = Counter("bearerd_config_reloads", "Configuration reloads, by outcome", ["outcome"], registry=r)
         self._series: dict[str, _RouteSeries] = {}
 
@@ -110,7 +111,18 @@ class Metrics:
 
     def observe_acquisition(self, credential: str, outcome: str, seconds: float) -> None:
         self.token_acquisitions.labels(credential, outcome).inc()
-        self.identity_provider_seconds.labels(credential).observe(seconds)
+        if outcome != "shared":  # a fleet replica's token: no call to the identity provider was made
+            self.identity_provider_seconds.labels(credential).observe(seconds)
+
+    def observe_fleet(self, connected: bool) -> None:
+        """Whether the Redis fleet cache is usable (only registered when one is configured)."""
+        if self._fleet_connected is None:
+            self._fleet_connected = Gauge(
+                "bearerd_fleet_connected",
+                "1 while the Redis fleet cache is usable; 0 while this replica acquires tokens alone",
+                registry=self.registry,
+            )
+        self._fleet_connected.set(1 if connected else 0)
 
     def watch_token_expiry(self, source: Callable[[], Iterable[tuple[str, str, float | None]]]) -> None:
         """Report seconds until each route's token expires, read at scrape time."""

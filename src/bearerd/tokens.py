@@ -14,6 +14,9 @@ no await, no lock, no thread hop, no MSAL call. Everything slow happens off that
   served; without one, callers get ``TokenUnavailable`` at once (503 + Retry-After) instead of
   each of them hammering the identity provider.
 
+* **Fleet.** With ``[cache] backend = "redis"`` an acquisition first goes through ``fleet.py``:
+  another replica's token is adopted, or this one acquires under a fleet-wide lock and shares it.
+
 MSAL itself runs in a worker thread (``asyncio.to_thread``) because it is blocking.
 """
 
@@ -30,6 +33,7 @@ import structlog
 from bearerd.config import Settings
 from bearerd.errors import LoginRequired as LoginRequiredProblem
 from bearerd.errors import TokenUnavailable
+from bearerd.fleet import Fleet, FleetLink
 from bearerd.identity import AcquiredToken, CredentialClient, IdentityProviderError, LoginRequired
 
 log = structlog.get_logger("bearerd.tokens")
@@ -73,8 +77,11 @@ class TokenProvider:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         on_attempt: Callable[[str, str, float], None] | None = None,
+        fleet: FleetLink | None = None,
     ) -> None:
         self.client = client
+        self._fleet = fleet
+        self._avoid: str | None = None  # a token the upstream refused: the fleet's copy of it won't do
         self._on_attempt = on_attempt  # (credential, outcome, seconds), for metrics
         self.scopes = scopes
         self._clock = clock
@@ -145,6 +152,7 @@ class TokenProvider:
         self._last_forced = now
         if token is not None and token.value == rejected:
             self._token = None
+        self._avoid = rejected
         self._start_acquisition()
         return True
 
@@ -250,8 +258,16 @@ class TokenProvider:
         started = self._clock()
         self.acquisitions += 1
         sink: dict[str, float] = {}
+        avoid, self._avoid = self._avoid, None
+
+        async def alone() -> AcquiredToken:
+            return await asyncio.to_thread(self.client.acquire_for_client, self.scopes, sink, claims)
+
         try:
-            acquired = await asyncio.to_thread(self.client.acquire_for_client, self.scopes, sink, claims)
+            if self._fleet is not None and claims is None:
+                acquired, source = await self._fleet.acquire(alone, avoid)
+            else:
+                acquired, source = await alone(), "local"
         except IdentityProviderError as exc:
             self._report(exc.code, started)
             self._on_failure(exc, started)
@@ -263,14 +279,14 @@ class TokenProvider:
             self._report("bug", started)
             self._on_failure(error, started)
             raise error from exc
-        self._report("success", started)
-        return self._on_success(acquired, started)
+        self._report("shared" if source == "shared" else "success", started)
+        return self._on_success(acquired, started, source)
 
     def _report(self, outcome: str, started: float) -> None:
         if self._on_attempt is not None:
             self._on_attempt(self.client.name, outcome, self._clock() - started)
 
-    def _on_success(self, acquired: AcquiredToken, started: float) -> Token:
+    def _on_success(self, acquired: AcquiredToken, started: float, source: str) -> Token:
         now = self._clock()
         lifetime = max(0.0, acquired.expires_in)
         margin = min(EXPIRY_MARGIN_MAX_S, lifetime / 10)
@@ -294,6 +310,7 @@ class TokenProvider:
             expires_in_s=round(lifetime),
             refresh_in_s=round(refresh_in),
             duration_ms=round((now - started) * 1000, 1),
+            source=source,
         )
         self._schedule(token.refresh_at)
         return token
@@ -353,9 +370,11 @@ class Providers:
         settings: Settings,
         on_attempt: Callable[[str, str, float], None] | None = None,
         reuse: Providers | None = None,
+        fleet: Fleet | None = None,
     ) -> None:
         self._settings = settings
         self._on_attempt = on_attempt
+        self._fleet = fleet
         self.clients: dict[str, CredentialClient] = {}
         self._by_key: dict[tuple[str, tuple[str, ...]], TokenProvider] = {}
         if reuse is not None:
@@ -391,7 +410,8 @@ class Providers:
                 client = self.clients[rs.credential] = CredentialClient(
                     rs.credential, cred, self._settings.egress, self._settings.state_dir, self._settings.source_file
                 )
-            provider = self._by_key[key] = TokenProvider(client, key[1], on_attempt=self._on_attempt)
+            link = self._fleet.link(client, key[1]) if self._fleet is not None else None
+            provider = self._by_key[key] = TokenProvider(client, key[1], on_attempt=self._on_attempt, fleet=link)
         return provider
 
     def all(self) -> list[TokenProvider]:

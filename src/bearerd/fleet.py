@@ -1,0 +1,387 @@
+"""A fleet of bearerd replicas sharing tokens through Redis, so it asks Entra as often as one daemon.
+
+Entra throttles token issuance per application; a fleet of sidecars that each acquire their own
+tokens multiplies the load, and a fleet's cold start becomes a burst. With ``[cache] backend =
+"redis"``, replicas share one record per (credential, scopes) and take turns to refresh it:
+
+* **Shared record.** ``{token, expires_at, refresh_at}`` (wall clock), encrypted. A replica that
+  needs a token first looks there; one that is not yet due for refresh is adopted as it is.
+* **Fleet-wide single flight.** Otherwise the replica takes a lock (``SET NX PX``) holding a random
+  id; while it works a task renews the TTL, and it releases only its own lock (compare-and-delete
+  in Lua). The others poll the record with jitter until the holder publishes the new token. A
+  holder that dies stops renewing: its lock expires after ``lock_ttl_s`` and another takes over.
+* **Shared failure.** A holder that fails writes the error (no secret in it) with a short TTL, so
+  the waiting replicas back off with it instead of each asking the identity provider again.
+* **Encryption at rest.** AES-256-GCM with the fleet key; the Redis key name is the associated
+  data, so a record moved to another key (another credential or scope) fails to decrypt rather
+  than sending one app's token to another's upstream.
+* **Degrade, don't die.** Any Redis failure switches the replica to local acquisition (logged
+  once, ``bearerd_fleet_connected`` set to 0); a monitor pings until Redis answers and rejoins.
+  Requests never wait on Redis: the hot path reads the in-memory token as before.
+
+The MSAL token cache of user (device-code) credentials travels too, so one ``bearerd login``
+serves the whole fleet and the refresh token's rotations stay in one chain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+import os
+import random
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from bearerd.config import CacheSettings
+from bearerd.errors import ConfigError
+from bearerd.identity import AcquiredToken, CredentialClient, IdentityProviderError, LoginRequired
+
+log = structlog.get_logger("bearerd.fleet")
+
+NONCE_BYTES = 12
+KEY_CHECK_PLAINTEXT = b"bearerd fleet key check v1"
+POLL_MIN_S = 0.05
+POLL_MAX_S = 0.15
+MONITOR_DOWN_S = 1.0  # how often a replica cut off from Redis tries it again
+MONITOR_UP_S = 5.0
+FAILURE_SHARE_MIN_S = 1.0
+FAILURE_SHARE_MAX_S = 30.0
+
+# Release or renew the lock only if it is still ours: a holder that stalled past its TTL must not
+# delete or extend the lock another replica has taken since.
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+_RENEW = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
+)
+
+
+class FleetUnavailable(Exception):
+    """Redis could not be used just now; the caller goes on alone."""
+
+
+class _HolderSilent(Exception):
+    """The replica holding the lock has not published a token in time (it may be stuck)."""
+
+
+class KeyMismatch(Exception):
+    """A record does not decrypt with our key: another key wrote it, or it was tampered with."""
+
+
+class Sealer:
+    """AES-256-GCM bound to the Redis key name, so sealed records can't be swapped between keys."""
+
+    def __init__(self, key: bytes) -> None:
+        self._aead = AESGCM(key)
+
+    def seal(self, name: str, plaintext: bytes) -> bytes:
+        nonce = os.urandom(NONCE_BYTES)
+        return nonce + self._aead.encrypt(nonce, plaintext, name.encode())
+
+    def open(self, name: str, blob: bytes) -> bytes:
+        try:
+            return self._aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], name.encode())
+        except (InvalidTag, ValueError):
+            raise KeyMismatch(name) from None
+
+
+@dataclass(frozen=True, slots=True)
+class SharedFailure:
+    message: str
+    code: str
+    permanent: bool
+    login_required: bool
+    retry_in: float
+
+    def error(self) -> IdentityProviderError:
+        kind = LoginRequired if self.login_required else IdentityProviderError
+        return kind(self.message, code=self.code, retry_after=self.retry_in, permanent=self.permanent)
+
+
+class FleetLink:
+    """One provider's place in the fleet: its Redis keys and the client whose MSAL cache travels."""
+
+    def __init__(self, fleet: Fleet, client: CredentialClient, scopes: tuple[str, ...]) -> None:
+        self.fleet = fleet
+        self.client = client
+        digest = hashlib.sha256("\n".join(scopes).encode()).hexdigest()[:16]
+        base = f"{fleet.prefix}{client.name}:{digest}"
+        self.record_key = f"{base}:token"
+        self.lock_key = f"{base}:lock"
+        self.failure_key = f"{base}:failure"
+        self.msal_key = f"{fleet.prefix}{client.name}:msal" if client.persistent_cache is not None else None
+        # How long a waiter waits for a holder before giving up on the fleet for this attempt.
+        self.wait_s = client.credential.timeout_s + fleet.settings.lock_ttl_s
+
+    async def acquire(
+        self, acquire_alone: Callable[[], Awaitable[AcquiredToken]], avoid: str | None
+    ) -> tuple[AcquiredToken, str]:
+        """A token and where it came from: ``shared`` (another replica's), ``fleet`` (we acquired
+        it for everyone) or ``local`` (Redis unusable: acquired for ourselves)."""
+        return await self.fleet.acquire(self, acquire_alone, avoid)
+
+
+class Fleet:
+    def __init__(
+        self, settings: CacheSettings, source_file: str, on_connected: Callable[[bool], None] | None = None
+    ) -> None:
+        assert settings.url is not None  # noqa: S101 - the settings model requires it for redis
+        self.settings = settings
+        self.prefix = settings.key_prefix
+        self._source_file = source_file
+        self._sealer = Sealer(base64.b64decode(settings.encryption_key.get_secret_value()))
+        options: dict[str, Any] = {
+            "socket_connect_timeout": settings.connect_timeout_s,
+            "socket_timeout": settings.timeout_s,
+            "retry": Retry(NoBackoff(), 0),  # a failure switches us to local at once; the monitor retries
+            "username": settings.username,
+            "password": settings.password.get_secret_value() or None,
+        }
+        if settings.url.startswith("rediss://") and settings.ca_file is not None:
+            options["ssl_ca_certs"] = str(settings.ca_file)
+        self._redis: aioredis.Redis = aioredis.Redis.from_url(settings.url, **options)
+        self._on_connected = on_connected
+        self.connected: bool | None = None  # None until the first answer (or failure)
+        self._monitor: asyncio.Task[None] | None = None
+        self._rng = random.Random()  # noqa: S311 - jitter, not cryptography
+        self.where = _redacted(settings.url)
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Check the key against the fleet's records; Redis being down is not fatal, a wrong key is."""
+        try:
+            await self._check_key()
+        except FleetUnavailable as exc:
+            self._set_connected(False, str(exc))
+        else:
+            self._set_connected(True)
+        self._monitor = asyncio.get_running_loop().create_task(self._watch(), name="fleet-monitor")
+
+    async def close(self) -> None:
+        if self._monitor is not None:
+            self._monitor.cancel()
+            await asyncio.gather(self._monitor, return_exceptions=True)
+        await self._redis.aclose()
+
+    def link(self, client: CredentialClient, scopes: tuple[str, ...]) -> FleetLink:
+        return FleetLink(self, client, scopes)
+
+    async def _check_key(self) -> None:
+        name = f"{self.prefix}keycheck"
+        blob = await self._call(self._redis.get(name))
+        if blob is None:
+            await self._call(self._redis.set(name, self._sealer.seal(name, KEY_CHECK_PLAINTEXT), nx=True))
+            blob = await self._call(self._redis.get(name))
+        try:
+            self._sealer.open(name, blob)
+        except KeyMismatch:
+            raise ConfigError(
+                self._source_file,
+                [
+                    f"[cache] encryption_key_file: the key does not decrypt what this fleet stored in {self.where} "
+                    f"(under {self.prefix!r}) — give every replica the same key file, or use another key_prefix "
+                    "for a new key"
+                ],
+            ) from None
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(MONITOR_UP_S if self.connected else MONITOR_DOWN_S)
+            try:
+                if self.connected:
+                    await self._call(self._redis.ping())
+                else:
+                    await self._check_key()
+                    self._set_connected(True)
+            except FleetUnavailable as exc:
+                self._set_connected(False, str(exc))
+            except ConfigError as exc:
+                # Someone re-keyed the fleet while we ran: stay alone rather than trust its records.
+                log.error("fleet.key_mismatch", error=str(exc))
+                self._set_connected(False, "key mismatch")
+
+    def _set_connected(self, connected: bool, reason: str = "") -> None:
+        if connected == self.connected:
+            return
+        first = self.connected is None
+        self.connected = connected
+        if self._on_connected is not None:
+            self._on_connected(connected)
+        if connected:
+            log.info("fleet.connected" if first else "fleet.rejoined", redis=self.where, prefix=self.prefix)
+        else:
+            log.warning("fleet.unavailable", redis=self.where, error=reason, fallback="local acquisition")
+
+    async def _call(self, pending: Awaitable[Any]) -> Any:
+        try:
+            return await pending
+        except (RedisError, OSError) as exc:
+            raise FleetUnavailable(f"{type(exc).__name__}: {_first_line(exc)}") from None
+
+    # -- acquisition --------------------------------------------------------------------------
+
+    async def acquire(
+        self, link: FleetLink, acquire_alone: Callable[[], Awaitable[AcquiredToken]], avoid: str | None
+    ) -> tuple[AcquiredToken, str]:
+        if not self.connected:
+            return await acquire_alone(), "local"
+        try:
+            return await self._coordinated(link, acquire_alone, avoid)
+        except FleetUnavailable as exc:
+            self._set_connected(False, str(exc))
+        except _HolderSilent as exc:
+            log.warning("fleet.holder_silent", key=link.lock_key, error=str(exc), fallback="local acquisition")
+        return await acquire_alone(), "local"
+
+    async def _coordinated(
+        self, link: FleetLink, acquire_alone: Callable[[], Awaitable[AcquiredToken]], avoid: str | None
+    ) -> tuple[AcquiredToken, str]:
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + link.wait_s
+        while True:
+            record_blob, failure_blob = await self._call(self._redis.mget(link.record_key, link.failure_key))
+            shared = self._usable(link, record_blob, avoid)
+            if shared is not None:
+                return shared, "shared"
+            if failure_blob is not None:
+                raise self._failure(failure_blob, await self._call(self._redis.pttl(link.failure_key))).error()
+            holder = secrets.token_hex(16)
+            ttl_ms = int(self.settings.lock_ttl_s * 1000)
+            if await self._call(self._redis.set(link.lock_key, holder, nx=True, px=ttl_ms)):
+                return await self._as_holder(link, holder, acquire_alone, avoid)
+            if loop.time() >= give_up_at:
+                raise _HolderSilent(f"no token from the replica holding the lock within {link.wait_s:.0f} s")
+            await asyncio.sleep(self._rng.uniform(POLL_MIN_S, POLL_MAX_S))
+
+    async def _as_holder(
+        self, link: FleetLink, holder: str, acquire_alone: Callable[[], Awaitable[AcquiredToken]], avoid: str | None
+    ) -> tuple[AcquiredToken, str]:
+        renewing = asyncio.get_running_loop().create_task(self._renew(link.lock_key, holder))
+        try:
+            # Someone may have finished between our look and our lock.
+            shared = self._usable(link, await self._call(self._redis.get(link.record_key)), avoid)
+            if shared is not None:
+                return shared, "shared"
+            await self._import_msal_cache(link)
+            try:
+                acquired = await acquire_alone()
+            except IdentityProviderError as exc:
+                await self._share_failure(link, exc)
+                raise
+            try:
+                await self._publish(link, acquired)
+            except FleetUnavailable as exc:
+                self._set_connected(False, str(exc))
+                return acquired, "local"
+            return acquired, "fleet"
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(FleetUnavailable):  # if Redis is gone, the lock expires by itself
+                await self._call(self._redis.eval(_RELEASE, 1, link.lock_key, holder))
+
+    async def _renew(self, lock_key: str, holder: str) -> None:
+        ttl_ms = int(self.settings.lock_ttl_s * 1000)
+        while True:
+            await asyncio.sleep(self.settings.lock_ttl_s / 3)
+            try:
+                await self._call(self._redis.eval(_RENEW, 1, lock_key, holder, ttl_ms))
+            except FleetUnavailable:
+                return
+
+    def _usable(self, link: FleetLink, blob: bytes | None, avoid: str | None) -> AcquiredToken | None:
+        """The shared token when it is there, ours to read, not the refused one and not yet due."""
+        if blob is None:
+            return None
+        try:
+            record = json.loads(self._sealer.open(link.record_key, blob))
+        except KeyMismatch:
+            log.error("fleet.record_undecryptable", key=link.record_key)
+            return None
+        now = time.time()
+        value = str(record["token"])
+        if value == avoid or now >= float(record["refresh_at"]):
+            return None
+        return AcquiredToken(
+            value=value,
+            expires_in=float(record["expires_at"]) - now,
+            refresh_in=float(record["refresh_at"]) - now,
+            from_cache=True,
+        )
+
+    async def _publish(self, link: FleetLink, acquired: AcquiredToken) -> None:
+        now = time.time()
+        lifetime = max(1.0, acquired.expires_in)
+        refresh_in = acquired.refresh_in if acquired.refresh_in is not None else lifetime / 2
+        record = {"token": acquired.value, "expires_at": now + lifetime, "refresh_at": now + min(refresh_in, lifetime)}
+        sealed = self._sealer.seal(link.record_key, json.dumps(record).encode())
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.set(link.record_key, sealed, px=int(lifetime * 1000))
+        pipe.delete(link.failure_key)
+        if link.msal_key is not None:
+            cache = link.client.persistent_cache
+            assert cache is not None  # noqa: S101 - msal_key is set only for these
+            text = await asyncio.to_thread(cache.export_text)
+            pipe.set(link.msal_key, self._sealer.seal(link.msal_key, text.encode()))
+        await self._call(pipe.execute())
+
+    async def _import_msal_cache(self, link: FleetLink) -> None:
+        if link.msal_key is None:
+            return
+        blob = await self._call(self._redis.get(link.msal_key))
+        cache = link.client.persistent_cache
+        if blob is None or cache is None:
+            return
+        try:
+            text = self._sealer.open(link.msal_key, blob).decode()
+        except KeyMismatch:
+            log.error("fleet.record_undecryptable", key=link.msal_key)
+            return
+        await asyncio.to_thread(cache.merge_shared, text)
+
+    async def _share_failure(self, link: FleetLink, error: IdentityProviderError) -> None:
+        retry_in = min(FAILURE_SHARE_MAX_S, max(FAILURE_SHARE_MIN_S, error.retry_after or FAILURE_SHARE_MIN_S))
+        body = {
+            "message": str(error),
+            "code": error.code,
+            "permanent": error.permanent,
+            "login_required": isinstance(error, LoginRequired),
+        }
+        try:
+            await self._call(self._redis.set(link.failure_key, json.dumps(body), px=int(retry_in * 1000)))
+        except FleetUnavailable as exc:
+            self._set_connected(False, str(exc))
+
+    @staticmethod
+    def _failure(blob: bytes, pttl_ms: int) -> SharedFailure:
+        body = json.loads(blob)
+        return SharedFailure(
+            message=str(body["message"]),
+            code=str(body["code"]),
+            permanent=bool(body["permanent"]),
+            login_required=bool(body["login_required"]),
+            retry_in=max(0.1, pttl_ms / 1000),
+        )
+
+
+def _redacted(url: str) -> str:
+    """The Redis URL for logs: scheme, host, port and database, never credentials."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.rpartition('@')[2]}"
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [""])[0][:200]
