@@ -7,7 +7,7 @@ FROM python:3.12-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[speed]"
 
 FROM python:3.12-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -15,7 +15,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 COPY --from=build /wheels /wheels
 # Only the wheels built above are installable here (--no-index), so their versions are the pins.
 # hadolint ignore=DL3013
-RUN pip install --no-cache-dir --no-index --find-links=/wheels bearerd \
+RUN pip install --no-cache-dir --no-index --find-links=/wheels "bearerd[speed]" \
     && rm -rf /wheels \
     && useradd --uid 10001 --user-group --create-home --home-dir /home/bearerd bearerd
 USER 10001

@@ -153,3 +153,18 @@ async def test_sighup_reload_keeps_tokens_and_rejects_bad_config(
         await d.wait(15)
     notify.close()
     assert b'"event": "reload.rejected"' in d.output
+
+
+async def test_started_line_names_the_event_loop_and_aiohttp_speedups(
+    stack: EmulatorStack, write_config: ConfigWriter
+) -> None:
+    import importlib.util
+    import json
+
+    async with daemon_process(write_config(), stack_tables(stack)) as d:
+        d.proc.send_signal(signal.SIGTERM)
+        assert await d.wait(15) == 0
+    started = next(json.loads(line) for line in d.output.splitlines() if b'"event": "started"' in line)
+    expected = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"  # uvloop: bearerd[speed]
+    assert started["event_loop"] == expected
+    assert started["aiohttp_speedups"] is True

@@ -18,7 +18,7 @@ from typing import TextIO
 import jwt
 import structlog
 
-from bearerd import __version__
+from bearerd import __version__, eventloop
 from bearerd.config import ClientSecretCredential, Settings, load_settings
 from bearerd.errors import ConfigError, ProxyError
 from bearerd.logs import configure_logging
@@ -116,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from bearerd.demo import run_demo
 
             configure_logging(args.log_format or "auto", args.log_level or "warning", stream=sys.stderr)
-            return asyncio.run(run_demo(args.port, args.workdir))
+            return eventloop.run(run_demo(args.port, args.workdir))
         if command == "emulator":
             from bearerd.demo import run_emulator
 
@@ -145,6 +145,9 @@ def _secrets_of(settings: Settings) -> list[str]:
     for cred in settings.credentials.values():
         if isinstance(cred, ClientSecretCredential):
             secrets.append(cred.secret.get_secret_value())
+    for secret in (settings.cache.password, settings.cache.encryption_key):
+        if secret.get_secret_value():
+            secrets.append(secret.get_secret_value())
     return secrets
 
 
@@ -160,7 +163,7 @@ def _run(args: argparse.Namespace) -> int:
     for warning in warnings:
         log.warning("config.warning", message=warning)
     try:
-        asyncio.run(serve(settings, load=lambda: load_settings(args.config)))
+        eventloop.run(serve(settings, load=lambda: load_settings(args.config)))
     except OSError as exc:
         log.error("startup_failed", error=str(exc))
         print(f"bearerd: cannot start: {exc}", file=sys.stderr)

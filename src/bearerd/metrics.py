@@ -75,6 +75,7 @@ class Metrics:
         self._fleet_connected: Gauge | None = None
         self.reloads = Counter("bearerd_config_reloads", "Configuration reloads, by outcome", ["outcome"], registry=r)
         self._series: dict[str, _RouteSeries] = {}
+        self._request_children: dict[tuple[str, str, int], Counter] = {}
 
     def series(self, route: str) -> _RouteSeries:
         series = self._series.get(route)
@@ -98,8 +99,16 @@ class Metrics:
         bytes_out: int,
     ) -> None:
         name = route or NO_ROUTE
-        status_class = "client_closed" if status == 499 else f"{status // 100}xx"
-        self.requests.labels(name, method if method in _METHODS else "OTHER", status_class).inc()
+        key = (name, method, status)
+        counter = self._request_children.get(key)
+        if counter is None:
+            # labels() takes a lock and builds tuples; the set of keys is small and bounded
+            # (configured routes by known methods by status codes), so the children are kept.
+            status_class = "client_closed" if status == 499 else f"{status // 100}xx"
+            counter = self.requests.labels(name, method if method in _METHODS else "OTHER", status_class)
+            if method in _METHODS:
+                self._request_children[key] = counter
+        counter.inc()
         series = self.series(name)
         series.duration.observe(seconds)
         if upstream_s is not None:

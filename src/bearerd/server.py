@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 
+from bearerd import eventloop
 from bearerd.app import Daemon, route_entry
 from bearerd.config import Settings
 from bearerd.errors import ConfigError
@@ -99,6 +100,7 @@ async def serve(
                 listen=[f"{h}:{p}" for h, p in daemon.listen_addresses],
                 admin=f"{daemon.admin_address[0]}:{daemon.admin_address[1]}" if daemon.admin_address else None,
                 systemd_notify=notifier.enabled,
+                **eventloop.describe(),
             )
             notifier.ready(f"serving {len(daemon.routes)} route(s)")
             watchdog = loop.create_task(notifier.watchdog())
