@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint fmt clean
+.PHONY: demo test lint bench fmt clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "bearerd needs Python >= 3.11; set PYTHON=python3.11 or newer")'
@@ -22,9 +22,13 @@ test: $(STAMP)                 ## the whole test suite, with coverage
 	$(BIN)/pytest --cov=bearerd --cov-report=term:skip-covered
 
 lint: $(STAMP)                 ## ruff + mypy --strict + hadolint
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
+
+bench: $(STAMP)                ## bench/run.py: direct vs nginx vs naive proxy vs bearerd (~2 min; BENCH_ARGS=--quick)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

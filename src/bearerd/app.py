@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import structlog
@@ -26,12 +26,13 @@ from aiohttp import web
 from bearerd.admin import admin_app
 from bearerd.config import UNIX_PREFIX, Settings, parse_hostport
 from bearerd.deadline import DeadlineTCPSite
-from bearerd.fleet import Fleet
-from bearerd.localca import LocalCA
 from bearerd.metrics import Metrics
 from bearerd.proxy import Proxy, Routing, Upstream, refuse_redirects
 from bearerd.routes import Route, RouteTable
 from bearerd.tokens import Providers
+
+if TYPE_CHECKING:
+    from bearerd.fleet import Fleet
 
 log = structlog.get_logger("bearerd.app")
 
@@ -64,6 +65,8 @@ class Daemon:
         self.metrics = Metrics()
         self.fleet: Fleet | None = None
         if settings.cache.backend == "redis":
+            from bearerd.fleet import Fleet  # imports the Redis client: ~6 MB, only for fleets
+
             self.fleet = Fleet(settings.cache, settings.source_file, on_connected=self.metrics.observe_fleet)
         self.providers = Providers(settings, on_attempt=self.metrics.observe_acquisition, fleet=self.fleet)
         self.routes = {name: Route.build(name, rs) for name, rs in settings.routes.items()}
@@ -183,6 +186,8 @@ class Daemon:
 
     def _tls_context(self) -> ssl.SSLContext:
         assert self.settings.state_dir is not None  # noqa: S101 - load_settings always sets it
+        from bearerd.localca import LocalCA  # cryptography: loaded only for tls_listen
+
         ca = LocalCA(self.settings.state_dir / "tls")
         hosts = [r.match.host.rsplit(":", 1)[0] for r in self.settings.routes.values() if r.match.host]
         log.info("local_tls", ca=str(ca.cert_file), hosts=hosts)

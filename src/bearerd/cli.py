@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-import jwt
 import structlog
 
 from bearerd import __version__, eventloop
@@ -205,6 +204,8 @@ def _check(args: argparse.Namespace) -> int:
         if token is None:
             rows.append((name, kind, "-", "-", f"FAILED: {error}"))
             continue
+        import jwt  # only here: PyJWT pulls in cryptography, which the daemon needn't carry
+
         claims = jwt.decode(token, options={"verify_signature": False})
         expires = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(float(claims.get("exp", 0))))
         rows.append((name, kind, str(claims.get("aud", "?")), expires, "OK"))

@@ -24,9 +24,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -684,6 +681,11 @@ def _load_secret_material(cred: Credential, environ: Mapping[str, str]) -> tuple
                 "(on AKS it is $AZURE_FEDERATED_TOKEN_FILE, projected by Azure Workload Identity)"
             ) from None
         return cred, warnings
+    # cryptography (~8 MB resident) is loaded only by configurations with certificate credentials.
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     key_path = cred.private_key_file or cred.certificate_file
     try:
         cert_bytes = cred.certificate_file.read_bytes()

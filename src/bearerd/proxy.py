@@ -41,6 +41,7 @@ from bearerd.errors import (
     UpstreamUnreachable,
 )
 from bearerd.headers import downstream_headers, upstream_headers
+from bearerd.logs import ACCESS_LOG
 from bearerd.metrics import Metrics
 from bearerd.routes import Route, RouteTable, split_absolute, split_target
 from bearerd.tokens import TokenProvider
@@ -175,9 +176,6 @@ class Proxy:
         self._client_key = client_auth.key.get_secret_value().encode() if client_auth is not None else b""
         self._own_headers = frozenset({client_auth.header.lower()}) if client_auth is not None else frozenset()
         self._rng = random.Random()  # noqa: S311 - access-log sampling, not cryptography
-        # Bound once (logging is configured before the daemon starts): a per-request lookup through
-        # structlog's lazy proxy showed up in profiles of the request path.
-        self._log = log.bind()
 
     def handler(self, listener: str, limits: tuple[int, int], local_scheme: str = "http") -> web.Server:
         """The aiohttp server for one listener; ``limits`` is (max header bytes, max header count)."""
@@ -250,8 +248,7 @@ class Proxy:
                 return
         info["status"] = status
         info["duration_ms"] = round(elapsed * 1000, 2)
-        level = self._log.debug if status == 499 else self._log.info
-        level("request", **info)
+        ACCESS_LOG.write(status == 499, info)
 
     async def _forward(
         self, request: web.BaseRequest, routing: Routing, listener: str, local_scheme: str, info: dict[str, object]

@@ -27,14 +27,17 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import structlog
 
 from bearerd.config import Settings
 from bearerd.errors import LoginRequired as LoginRequiredProblem
 from bearerd.errors import TokenUnavailable
-from bearerd.fleet import Fleet, FleetLink
 from bearerd.identity import AcquiredToken, CredentialClient, IdentityProviderError, LoginRequired
+
+if TYPE_CHECKING:  # the Redis client is imported only by daemons configured with a fleet cache
+    from bearerd.fleet import Fleet, FleetLink
 
 log = structlog.get_logger("bearerd.tokens")
 
