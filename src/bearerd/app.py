@@ -39,6 +39,9 @@ log = structlog.get_logger("bearerd.app")
 # Headers aiohttp would add on its own; a proxy forwards what the client sent, nothing more.
 _SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 SHARED_LISTENER = "shared"
+# How much of a streamed body may wait in bearerd per direction before the sender is paused.
+# aiohttp's 64 KiB made a 1 GiB transfer pause and resume the socket ~16,000 times.
+STREAM_BUFFER_BYTES = 1 << 20
 
 
 def _bind_host(host: str) -> str:
@@ -106,6 +109,7 @@ class Daemon:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
         self.session = aiohttp.ClientSession(
             connector=connector,
+            read_bufsize=STREAM_BUFFER_BYTES,
             auto_decompress=False,
             trust_env=False,
             cookie_jar=aiohttp.DummyCookieJar(),  # never share one client's cookies with another
@@ -128,6 +132,7 @@ class Daemon:
             self.metrics,
             self.settings.server.client_auth,
             ws_session=ws_session,
+            stream_buffer_bytes=STREAM_BUFFER_BYTES,
         )
 
         timeout = self.settings.server.shutdown_timeout_s

@@ -167,8 +167,10 @@ class Proxy:
         metrics: Metrics,
         client_auth: ClientAuth | None = None,
         ws_session: aiohttp.ClientSession | None = None,
+        stream_buffer_bytes: int = 1 << 16,
     ) -> None:
         self.routing = routing
+        self.stream_buffer_bytes = stream_buffer_bytes
         self.session = session
         self.ws_session = ws_session or session
         self.metrics = metrics
@@ -187,6 +189,7 @@ class Proxy:
         return web.Server(
             handle,
             access_log=None,
+            read_bufsize=self.stream_buffer_bytes,
             handler_cancellation=False,
             max_line_size=max_bytes,
             max_field_size=max_bytes,
@@ -576,6 +579,8 @@ class Proxy:
         bytes_out = 0
         try:
             await response.prepare(request)
+            # iter_any: whatever has arrived, joined. Fewer, larger writes beat avoiding the join's
+            # copy (iter_chunks measured 1.1 vs 1.5 GB/s in bench/: per-chunk cost dominates).
             async for chunk in upstream_response.content.iter_any():
                 bytes_out += len(chunk)
                 await response.write(chunk)
