@@ -96,6 +96,17 @@ def build_rows(results: dict[str, Any]) -> list[Row]:
         rows.append(Row("  non-200 answers", {"bearerd": c.get("non_200")}, 0, "", None))
         rows.append(Row("  TTFB first / last (ms)", {"bearerd": c.get("first_ttfb_ms")}, 1, "", None))
         rows[-1].values["bearerd_last"] = c.get("last_ttfb_ms")
+    if "fleet" in s:
+        f = s["fleet"]
+        n = f.get("replicas")
+        alone, shared = _get(f, "alone", "calls_per_minute"), _get(f, "redis", "calls_per_minute")
+        window = (f.get("token_lifetime_s") or 0) / 2
+        per_window = 60 / window if window else None
+        met = None if shared is None or per_window is None else shared <= per_window * 1.5
+        rows.append(Row(f"fleet of {n}: token calls/min, alone", {"bearerd": alone}, 1, f"≈ {n} per window", None))
+        rows.append(Row(f"fleet of {n}: token calls/min, Redis", {"bearerd": shared}, 1, "≈ 1 per window", met))
+        failed = sum(_get(f, p, "requests_failed") or 0 for p in ("alone", "redis"))
+        rows.append(Row("  failed requests", {"bearerd": failed}, 0, "", None))
     return rows
 
 

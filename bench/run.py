@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import fleet
 import loadgen
 import procs
 import report
@@ -45,7 +46,9 @@ from bearerd.emulator import EmulatorStack
 APP_ID_URI = "api://bearerd-bench"
 SCOPE = APP_ID_URI + "/.default"
 MB = 1e6
-SCENARIOS = ("small_c1", "small_c32", "small_c256", "download", "upload", "idle", "cold_start", "token_hit")
+SCENARIOS = (
+    "small_c1", "small_c32", "small_c256", "download", "upload", "idle", "cold_start", "token_hit", "fleet",
+)  # fmt: skip
 ALIASES = {"small": SCENARIOS[:3], "stream": ("download", "upload")}
 
 
@@ -59,6 +62,8 @@ class Plan:
     idle_conns: int
     idle_hold_s: float
     cold_requests: int
+    fleet_replicas: int
+    fleet_s: float
     repeat: int = 1  # wrk rounds per target; the round with the median req/s is reported
 
     @property
@@ -67,8 +72,15 @@ class Plan:
         return f"{n / 2**30:g} GiB" if n >= 2**30 else f"{n / 2**20:g} MiB"
 
 
-FULL = Plan(wrk_s=5, warmup_s=1, stream_bytes=2**30, idle_conns=5000, idle_hold_s=3, cold_requests=1000)
-QUICK = Plan(wrk_s=1, warmup_s=1, stream_bytes=64 * 2**20, idle_conns=500, idle_hold_s=1, cold_requests=100)
+FULL = Plan(
+    wrk_s=5, warmup_s=1, stream_bytes=2**30, idle_conns=5000, idle_hold_s=3, cold_requests=1000, fleet_replicas=10,
+    fleet_s=15,
+)  # fmt: skip
+QUICK = Plan(
+    wrk_s=1, warmup_s=1, stream_bytes=64 * 2**20, idle_conns=500, idle_hold_s=1, cold_requests=100, fleet_replicas=4,
+    fleet_s=6,
+)  # fmt: skip
+FLEET_TOKEN_LIFETIME_S = 6  # a refresh window every 3 s
 
 
 @dataclass
@@ -188,7 +200,7 @@ def _sparse_file(path: Path, size: int) -> None:
 async def idle(ctx: Ctx) -> dict[str, Any]:
     results: dict[str, Any] = {"count": ctx.plan.idle_conns, "hold_s": ctx.plan.idle_hold_s}
     for name, target in ctx.targets.items():
-        if name == "direct":
+        if name in ("direct", "naive"):  # naive: its client pool (100) can't answer 5,000 at once anyway
             continue
         before = target.child.rss()
         res, rss = await loadgen.hold_idle(
@@ -228,6 +240,20 @@ async def token_hit(ctx: Ctx) -> dict[str, Any]:
     return result
 
 
+async def fleet_scenario(ctx: Ctx) -> dict[str, Any]:
+    if not ensure_tool("redis-server"):
+        raise RuntimeError("redis-server is missing and could not be installed (apt-get install -y redis-server)")
+    return await fleet.run_fleet(
+        ctx.children,
+        ctx.tmp,
+        ctx.out / "logs",
+        ctx.backend.port,
+        ctx.plan.fleet_replicas,
+        ctx.plan.fleet_s,
+        FLEET_TOKEN_LIFETIME_S,
+    )
+
+
 RUNNERS: dict[str, Callable[[Ctx], Awaitable[dict[str, Any]]]] = {
     "small_c1": _small(1, 1),
     "small_c32": _small(1, 32),
@@ -237,6 +263,7 @@ RUNNERS: dict[str, Callable[[Ctx], Awaitable[dict[str, Any]]]] = {
     "idle": idle,
     "cold_start": cold_start,
     "token_hit": token_hit,
+    "fleet": fleet_scenario,
 }
 
 
