@@ -42,6 +42,9 @@ class _HeaderDeadline(asyncio.Protocol):
             if _END_OF_HEADERS in seen:
                 self._timer.cancel()
                 self._timer = None
+                # Deadline met: step out of the way, so later reads go straight to aiohttp.
+                if isinstance(self._transport, asyncio.Transport):
+                    self._transport.set_protocol(self._inner)
             else:
                 self._tail = seen[-3:]
         self._inner.data_received(data)
