@@ -296,24 +296,30 @@ def test_cache_config_errors_name_the_field_and_the_fix(tmp_path: Path) -> None:
     assert "not a setting" in _config_problem(tmp_path, {"backend": "redis", "password": "x"})
 
 
-async def test_one_sign_in_serves_the_fleet(stack: EmulatorStack, redis_server: RedisServer, tmp_path: Path) -> None:
-    def replica(name: str) -> tuple[Path, Settings]:
-        home = tmp_path / name
-        home.mkdir()
-        config, _ = user_settings(stack, home)
-        config.write_text(config.read_text() + "\n" + render_toml({"cache": redis_server.cache_table()}))
-        return config, load_settings(config)[0]
+def user_replica(stack: EmulatorStack, redis_server: RedisServer, tmp_path: Path, name: str) -> tuple[Path, Settings]:
+    home = tmp_path / name
+    home.mkdir()
+    config, _ = user_settings(stack, home)
+    config.write_text(config.read_text() + "\n" + render_toml({"cache": redis_server.cache_table()}))
+    return config, load_settings(config)[0]
 
-    config_a, settings_a = replica("a")
-    _, settings_b = replica("b")
-    assert (await run_login(stack, config_a))[0] == 0  # the operator signs in on one machine only
-    async with Daemon(settings_a) as a:
-        assert await a.wait_ready(within_s=10)
+
+async def drop_shared_tokens(redis_server: RedisServer) -> None:
+    """Forget the shared access tokens, so the next replica must redeem a refresh token itself."""
     client = redis_server.client()
-    try:  # drop the shared access token: B must redeem the shared refresh token itself
+    try:
         await client.delete(*[k async for k in client.scan_iter("bearerd-test:*:token")])
     finally:
         await client.aclose()
+
+
+async def test_one_sign_in_serves_the_fleet(stack: EmulatorStack, redis_server: RedisServer, tmp_path: Path) -> None:
+    config_a, settings_a = user_replica(stack, redis_server, tmp_path, "a")
+    _, settings_b = user_replica(stack, redis_server, tmp_path, "b")
+    assert (await run_login(stack, config_a))[0] == 0  # the operator signs in on one machine only
+    async with Daemon(settings_a) as a:
+        assert await a.wait_ready(within_s=10)
+    await drop_shared_tokens(redis_server)
     async with Daemon(settings_b) as b, aiohttp.ClientSession() as session:
         assert await b.wait_ready(within_s=10)
         async with session.get(url(b)) as resp:
@@ -358,3 +364,21 @@ async def test_rediss_with_a_private_ca(stack: EmulatorStack, tmp_path: Path, lo
         await server.stop()
     failures = [e for e in log_events(log_stream) if e["event"] == "fleet.unavailable"]
     assert failures and "certificate" in failures[0]["error"].lower()
+
+
+async def test_a_new_sign_in_on_one_replica_is_not_undone_by_the_fleets_older_copy(
+    stack: EmulatorStack, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    config_a, settings_a = user_replica(stack, redis_server, tmp_path, "a")
+    config_b, settings_b = user_replica(stack, redis_server, tmp_path, "b")
+    assert (await run_login(stack, config_a))[0] == 0
+    async with Daemon(settings_a) as a:
+        assert await a.wait_ready(within_s=10)  # the fleet now holds A's refresh token
+    stack.entra.users.revoke(stack.user)  # an admin revoked the sessions: that token is dead
+    assert (await run_login(stack, config_b))[0] == 0  # the operator signs in again, on B
+    await drop_shared_tokens(redis_server)
+    async with Daemon(settings_b) as b:
+        assert await b.wait_ready(within_s=10)  # B used its new sign-in, not the fleet's dead token
+    await drop_shared_tokens(redis_server)
+    async with Daemon(settings_a) as a:
+        assert await a.wait_ready(within_s=10)  # and A now gets the new one through the fleet

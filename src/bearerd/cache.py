@@ -115,15 +115,22 @@ class PersistentTokenCache(msal.SerializableTokenCache):  # type: ignore[misc]
         with self.locked():
             return str(self.serialize())
 
-    def merge_shared(self, text: str) -> None:
-        """Take in a fleet's copy: it holds the newest rotated refresh token, so it wins conflicts."""
+    def merge_shared(self, text: str, written_at: float) -> None:
+        """Take in a fleet's copy, written at ``written_at`` (wall clock).
+
+        It holds the fleet's newest rotated refresh token, so it wins conflicts — unless this
+        file changed after it was written: a `bearerd login` here (say, after the user's sign-in
+        was revoked) must not be undone by the fleet's older copy.
+        """
         try:
             incoming = json.loads(text)
         except json.JSONDecodeError:
             log.error("cache.shared_unreadable")
             return
         with self.locked():
-            self._merge(incoming, incoming_wins=True)
+            stamp = self._stamp()
+            local_is_newer = stamp is not None and stamp[0] / 1e9 > written_at
+            self._merge(incoming, incoming_wins=not local_is_newer)
             self.has_state_changed = True
 
     def _save_if_changed(self) -> None:

@@ -335,7 +335,8 @@ class Fleet:
             cache = link.client.persistent_cache
             assert cache is not None  # noqa: S101 - msal_key is set only for these
             text = await asyncio.to_thread(cache.export_text)
-            pipe.set(link.msal_key, self._sealer.seal(link.msal_key, text.encode()))
+            shared = json.dumps({"written_at": time.time(), "cache": text}).encode()
+            pipe.set(link.msal_key, self._sealer.seal(link.msal_key, shared))
         await self._call(pipe.execute())
 
     async def _import_msal_cache(self, link: FleetLink) -> None:
@@ -346,11 +347,11 @@ class Fleet:
         if blob is None or cache is None:
             return
         try:
-            text = self._sealer.open(link.msal_key, blob).decode()
+            shared = json.loads(self._sealer.open(link.msal_key, blob))
         except KeyMismatch:
             log.error("fleet.record_undecryptable", key=link.msal_key)
             return
-        await asyncio.to_thread(cache.merge_shared, text)
+        await asyncio.to_thread(cache.merge_shared, str(shared["cache"]), float(shared["written_at"]))
 
     async def _share_failure(self, link: FleetLink, error: IdentityProviderError) -> None:
         retry_in = min(FAILURE_SHARE_MAX_S, max(FAILURE_SHARE_MIN_S, error.retry_after or FAILURE_SHARE_MIN_S))
