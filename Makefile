@@ -13,6 +13,10 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@# The keyring extra compiles PyGObject: only where GObject introspection's headers are installed.
+	@if pkg-config --exists gobject-introspection-1.0 cairo 2>/dev/null; then \
+		$(BIN)/python -m pip install --quiet -e '.[test,keyring]'; \
+	else echo "note: no GObject introspection headers: the keyring tests will be skipped (README: encryption at rest)"; fi
 	@touch $@
 
 demo: $(STAMP)                 ## emulator + daemon on localhost, prints curl lines to try

@@ -139,7 +139,7 @@ def user_settings(stack: EmulatorStack, tmp_path: Path) -> tuple[Path, Settings]
     return path, load_settings(path)[0]
 
 
-async def run_login(stack: EmulatorStack, config: Path) -> tuple[int, str, str]:
+async def run_login(stack: EmulatorStack, config: Path, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     """`bearerd login` as a user runs it; the 'user' approves the code it prints."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -151,6 +151,7 @@ async def run_login(stack: EmulatorStack, config: Path) -> tuple[int, str, str]:
         str(config),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
     )
     assert proc.stdout is not None and proc.stderr is not None
     first = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
@@ -193,6 +194,18 @@ class Proc:
         return await asyncio.wait_for(self.proc.wait(), within_s)
 
 
+async def bearerd_cli(
+    *args: str,
+    env: dict[str, str] | None = None,
+    stdout: int = asyncio.subprocess.PIPE,
+    stderr: int = asyncio.subprocess.PIPE,
+) -> asyncio.subprocess.Process:
+    """``bearerd ARGS`` as a process, with this environment plus ``env``."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bearerd.cli", *args, stdout=stdout, stderr=stderr, env={**os.environ, **(env or {})}
+    )
+
+
 @asynccontextmanager
 async def daemon_process(
     config: Path, tables: dict[str, dict[str, Any]], env: dict[str, str] | None = None
@@ -200,18 +213,8 @@ async def daemon_process(
     port, admin = free_port(), free_port()
     tables["server"].update(listen=[f"127.0.0.1:{port}"], admin=f"127.0.0.1:{admin}")
     config.write_text(render_toml(tables))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bearerd.cli",
-        "run",
-        "-c",
-        str(config),
-        "--log-format",
-        "json",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, **(env or {})},
+    proc = await bearerd_cli(
+        "run", "-c", str(config), "--log-format", "json", env=env, stderr=asyncio.subprocess.STDOUT
     )
     p = Proc(proc, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin}")
     try:

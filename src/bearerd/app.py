@@ -154,8 +154,8 @@ class Daemon:
         for name, client in self.providers.clients.items():
             cache = client.persistent_cache
             if cache is not None:
-                # Say how the refresh tokens are protected; there is no keyring to encrypt them with here.
-                log.info("token_cache", credential=name, path=str(cache.path), protection="plain file, mode 0600")
+                # Say how the refresh tokens are protected (cache_protection).
+                log.info("token_cache", credential=name, path=str(cache.path), protection=cache.protection)
         # Get every token now, in the background: the first request shouldn't wait, and /readyz
         # should tell the truth from the start.
         for provider in self.providers.all():

@@ -24,6 +24,8 @@ from typing import Any
 import msal
 import structlog
 
+from bearerd.cacheprotect import PLAIN, CacheUndecryptable, KeyringSealer
+
 log = structlog.get_logger("bearerd.cache")
 
 
@@ -51,9 +53,11 @@ def write_atomically(path: Path, data: bytes) -> None:
 class PersistentTokenCache(msal.SerializableTokenCache):  # type: ignore[misc]
     """A SerializableTokenCache backed by one file, safe across processes and crashes."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, sealer: KeyringSealer | None = None, protection: str = PLAIN) -> None:
         super().__init__()
         self.path = path
+        self._sealer = sealer  # encryption at rest (cacheprotect.py), or None for the plain 0600 file
+        self.protection = protection  # for the start-up log line
         self._lock_path = path.with_name(path.name + ".lock")
         self._seen: tuple[int, int] | None = None  # (mtime_ns, size) of the file we last read or wrote
         self._thread_lock = threading.Lock()
@@ -91,12 +95,19 @@ class PersistentTokenCache(msal.SerializableTokenCache):  # type: ignore[misc]
         if stamp is None or stamp == self._seen:
             return
         changed = bool(getattr(self, "has_state_changed", False))
-        text = self.path.read_text(encoding="utf-8")
+        raw = self.path.read_bytes()
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError:
+            data = json.loads(self._sealer.open(raw) if self._sealer is not None else raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
             # Can't happen with atomic writes; if the file was edited by hand, say so and start empty.
             log.error("cache.unreadable", path=str(self.path))
+            data = {}
+        except CacheUndecryptable:
+            log.error(
+                "cache.undecryptable",
+                path=str(self.path),
+                hint="the keyring no longer holds this file's key; run `bearerd login` again",
+            )
             data = {}
         self._merge(data, incoming_wins=not prefer_ours)
         self.has_state_changed = changed and prefer_ours
@@ -136,7 +147,8 @@ class PersistentTokenCache(msal.SerializableTokenCache):  # type: ignore[misc]
     def _save_if_changed(self) -> None:
         if not self.has_state_changed:
             return
-        write_atomically(self.path, self.serialize().encode())
+        data = self.serialize().encode()
+        write_atomically(self.path, self._sealer.seal(data) if self._sealer is not None else data)
         self.has_state_changed = False
         self._seen = self._stamp()
 

@@ -302,6 +302,9 @@ class DeviceCodeCredential(_CredentialBase):
 
     kind: Literal["device_code"]
     username: str | None = None
+    # The refresh tokens on disk: "auto" (sealed with a key in the keyring when one answers, else
+    # the plain 0600 file), "keyring" (refuse to start without one) or "plain".
+    cache_protection: Literal["auto", "keyring", "plain"] = "auto"
 
 
 Credential = Annotated[

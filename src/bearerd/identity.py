@@ -32,6 +32,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from bearerd.cache import PersistentTokenCache
+from bearerd.cacheprotect import KeyringUnavailable, choose_sealer
 from bearerd.config import (
     CertificateCredential,
     ClientAssertionCredential,
@@ -41,6 +42,7 @@ from bearerd.config import (
     Egress,
     ManagedIdentityCredential,
 )
+from bearerd.errors import ConfigError
 
 # The worker thread records the identity provider's Retry-After here; the caller owns the dict.
 _retry_after_sink: contextvars.ContextVar[dict[str, float] | None] = contextvars.ContextVar(
@@ -219,7 +221,19 @@ class CredentialClient:
         self._app: msal.ClientApplication | msal.ManagedIdentityClient | None = None
         self._cache: msal.TokenCache = msal.TokenCache()
         if isinstance(cred, DeviceCodeCredential):
-            self._cache = PersistentTokenCache(cache_path(state_dir or Path("."), name))
+            path = cache_path(state_dir or Path("."), name)
+            try:
+                sealer, protection = choose_sealer(cred.cache_protection, path)
+            except KeyringUnavailable as exc:
+                raise ConfigError(
+                    config_file,
+                    [
+                        f'[credentials.{name}] cache_protection = "keyring": {exc} — install '
+                        "'bearerd[keyring]' and run a Secret Service (GNOME Keyring, KWallet), or set "
+                        'cache_protection = "auto"'
+                    ],
+                ) from None
+            self._cache = PersistentTokenCache(path, sealer, protection)
         self.login_command = f"bearerd login {name} -c {config_file}"
         self._build_lock = threading.Lock()
 

@@ -110,7 +110,7 @@ def _store(client: CredentialClient, result: dict[str, Any]) -> int:
     with cache.locked(prefer_ours=True):  # merge with what the daemon wrote meanwhile; write atomically, 0600
         cache.has_state_changed = True
     who = (result.get("id_token_claims") or {}).get("preferred_username", "the user")
-    print(f"Signed in as {who}. Stored in {cache.path} (mode 0600); the daemon picks it up within seconds.")
+    print(f"Signed in as {who}. Stored in {cache.path} ({cache.protection}); the daemon picks it up within seconds.")
     return EXIT_OK
 
 

@@ -7,13 +7,12 @@ import asyncio
 import json
 import random
 import signal
-import sys
 from pathlib import Path
 
 import msal
 
 from bearerd.emulator import EmulatorStack
-from helpers import TEST_APPS, run_login, user_settings
+from helpers import TEST_APPS, bearerd_cli, run_login, user_settings
 
 
 async def test_kill_9_during_refreshes_never_corrupts_the_cache(tmp_path: Path) -> None:
@@ -25,10 +24,7 @@ async def test_kill_9_during_refreshes_never_corrupts_the_cache(tmp_path: Path) 
         rng = random.Random(9)
         writes_before = stack.entra.token_calls(stack.public_client_id)
         for _ in range(5):
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "bearerd.cli",
+            proc = await bearerd_cli(
                 "run",
                 "-c",
                 str(config),

@@ -1,0 +1,113 @@
+"""Encryption at rest for a user's token cache: a key in the desktop keyring, the cache sealed with it.
+
+The cache file holds refresh tokens: whoever reads it can act as the user for weeks. Mode 0600
+keeps other users out; a keyring also keeps out whoever gets the disk (a backup, a stolen
+laptop, a copied home directory). On Linux the keyring is the Secret Service (GNOME Keyring,
+KWallet) reached through libsecret — ``msal-extensions``' ``LibsecretPersistence``, installed with
+``pip install 'bearerd[keyring]'``.
+
+bearerd keeps its own file format and machinery (atomic writes, file lock, merge with `bearerd
+login`), and stores only a random AES-256 key in the keyring: the file holds the cache sealed
+with AES-GCM (the file name as associated data). ``cache_protection``:
+
+* ``auto`` — the keyring when one answers, else the plain 0600 file; the daemon says which;
+* ``keyring`` — the keyring or refuse to start (for machines where plain must never happen);
+* ``plain`` — the 0600 file, e.g. for headless servers where no keyring runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger("bearerd.cacheprotect")
+
+MAGIC = b"bearerd-aesgcm-v1\n"
+NONCE_BYTES = 12
+KEY_SCHEMA = "io.bearerd.TokenCacheKey"
+PLAIN = "plain file, mode 0600"
+KEYRING = "encrypted (AES-256-GCM), key in the keyring (libsecret)"
+
+
+class KeyringUnavailable(Exception):
+    """No keyring answered (no libsecret/PyGObject, no Secret Service on the session bus)."""
+
+
+class CacheUndecryptable(Exception):
+    """The file is sealed, but not with the key the keyring holds (keyring reset or another machine)."""
+
+
+class KeyringSealer:
+    """Seals and opens one cache file with a key kept in the keyring (created on first use).
+
+    Called with the cache's file lock held, so two processes never create two keys.
+    """
+
+    def __init__(self, cache_file: Path) -> None:
+        try:
+            from msal_extensions import LibsecretPersistence  # optional: bearerd[keyring]
+            from msal_extensions.persistence import PersistenceError
+        except ImportError as exc:
+            raise KeyringUnavailable("msal-extensions is not installed (pip install 'bearerd[keyring]')") from exc
+        self._not_found: type[Exception] = PersistenceError
+        self._aad = cache_file.name.encode()
+        try:
+            self._store: Any = LibsecretPersistence(
+                str(cache_file.with_name(cache_file.name + ".keyring")),
+                schema_name=KEY_SCHEMA,
+                attributes={"cache_file": str(cache_file.resolve())},
+            )
+        except Exception as exc:  # ImportError (no PyGObject), RuntimeError/GLib.Error (no Secret Service)
+            raise KeyringUnavailable(f"no keyring answered ({type(exc).__name__}: {_first_line(exc)})") from None
+        self._key: bytes | None = None
+        # cryptography is imported here, not at module load: daemons without a keyring never need it.
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        self._aead_class = AESGCM
+        self._invalid: tuple[type[Exception], ...] = (InvalidTag, ValueError)
+
+    def _load_key(self) -> bytes:
+        if self._key is None:
+            try:
+                self._key = base64.b64decode(self._store.load())
+            except self._not_found:
+                key = self._aead_class.generate_key(bit_length=256)
+                self._store.save(base64.b64encode(key).decode())
+                log.info("cache.key_created", store="keyring")
+                self._key = key
+        return self._key
+
+    def seal(self, plaintext: bytes) -> bytes:
+        nonce = os.urandom(NONCE_BYTES)
+        return MAGIC + nonce + self._aead_class(self._load_key()).encrypt(nonce, plaintext, self._aad)
+
+    def open(self, data: bytes) -> bytes:
+        if not data.startswith(MAGIC):
+            return data  # a plain cache from before protection was on: read it, the next write seals it
+        body = data[len(MAGIC) :]
+        try:
+            return self._aead_class(self._load_key()).decrypt(body[:NONCE_BYTES], body[NONCE_BYTES:], self._aad)
+        except self._invalid:
+            raise CacheUndecryptable(str(self._aad.decode())) from None
+
+
+def choose_sealer(mode: str, cache_file: Path) -> tuple[KeyringSealer | None, str]:
+    """The sealer for ``cache_protection`` and how to describe it; raise KeyringUnavailable for
+    ``keyring`` when there is none."""
+    if mode == "plain":
+        return None, PLAIN
+    try:
+        return KeyringSealer(cache_file), KEYRING
+    except KeyringUnavailable as exc:
+        if mode == "keyring":
+            raise
+        return None, f"{PLAIN} ({exc})"
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [""])[0][:160]
