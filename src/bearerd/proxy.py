@@ -225,19 +225,27 @@ class Proxy:
             return web.Response(status=499)
         finally:
             self.metrics.in_flight.dec()
-            elapsed = time.perf_counter() - started
-            route = info.get("route")
-            upstream_ms = info.get("upstream_ms")
-            self.metrics.observe_request(
-                route if isinstance(route, str) else None,
-                request.method,
-                status,
-                elapsed,
-                upstream_ms / 1000 if isinstance(upstream_ms, float) else None,
-                int(info.get("bytes_in", 0)),  # type: ignore[call-overload]
-                int(info.get("bytes_out", 0)),  # type: ignore[call-overload]
-            )
-            self._access_log(routing, route, status, elapsed, info)
+            # Metrics and the access line once the response has left: aiohttp writes what we return
+            # after this, in the same step of the task, so the client doesn't wait for bookkeeping
+            # (and the duration includes the write).
+            asyncio.get_running_loop().call_soon(self._account, routing, request.method, status, started, info)
+
+    def _account(
+        self, routing: Routing, method: str, status: int, started: float, info: dict[str, object]
+    ) -> None:
+        elapsed = time.perf_counter() - started
+        route = info.get("route")
+        upstream_ms = info.get("upstream_ms")
+        self.metrics.observe_request(
+            route if isinstance(route, str) else None,
+            method,
+            status,
+            elapsed,
+            upstream_ms / 1000 if isinstance(upstream_ms, float) else None,
+            int(info.get("bytes_in", 0)),  # type: ignore[call-overload]
+            int(info.get("bytes_out", 0)),  # type: ignore[call-overload]
+        )
+        self._access_log(routing, route, status, elapsed, info)
 
     def _access_log(
         self, routing: Routing, route: object, status: int, elapsed: float, info: dict[str, object]
