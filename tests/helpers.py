@@ -208,7 +208,7 @@ async def bearerd_cli(
 
 @asynccontextmanager
 async def daemon_process(
-    config: Path, tables: dict[str, dict[str, Any]], env: dict[str, str] | None = None
+    config: Path, tables: dict[str, dict[str, Any]], env: dict[str, str] | None = None, wait_ready: bool = True
 ) -> AsyncIterator[Proc]:
     port, admin = free_port(), free_port()
     tables["server"].update(listen=[f"127.0.0.1:{port}"], admin=f"127.0.0.1:{admin}")
@@ -221,7 +221,7 @@ async def daemon_process(
         async with aiohttp.ClientSession() as session:
             for _ in range(200):
                 try:
-                    async with session.get(p.admin + "/readyz") as resp:
+                    async with session.get(p.admin + ("/readyz" if wait_ready else "/healthz")) as resp:
                         if resp.status == 200:
                             break
                 except aiohttp.ClientConnectorError:

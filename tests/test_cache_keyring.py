@@ -60,7 +60,8 @@ async def test_sealed_cache_holds_nothing_readable_and_a_restart_needs_no_login(
         await d.wait(15)
     assert f'"protection": "{KEYRING}"'.encode() in d.output
     assert stack.apps["secretapi"].requests_seen[-1].claims["upn"] == stack.user
-    assert cache.read_bytes().startswith(MAGIC)  # rewritten with the rotated refresh token, still sealed
+    resealed = cache.read_bytes()
+    assert resealed != sealed and resealed.startswith(MAGIC)  # rewritten (rotated refresh token), still sealed
 
 
 async def test_keyring_required_and_none_answers_refuses_to_start(stack: EmulatorStack, tmp_path: Path) -> None:
@@ -73,4 +74,30 @@ async def test_keyring_required_and_none_answers_refuses_to_start(stack: Emulato
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 2
     message = err.decode()
-    assert "[credentials.alice] cache_protection" in message and "bearerd[keyring]" in message
+    assert "[credentials.alice] cache_protection" in message and "no keyring answered" in message
+
+
+async def test_a_sealed_cache_is_never_overwritten_where_no_keyring_answers(
+    stack: EmulatorStack, keyring: KeyringSession, tmp_path: Path
+) -> None:
+    state = {"BEARERD_STATE_DIR": str(tmp_path / "state")}
+    config = tmp_path / "user.toml"
+    tables = user_tables(stack, "auto")
+    config.write_text(render_toml(tables))
+    assert (await run_login(stack, config, {**keyring.env, **state}))[0] == 0  # sealed, in the "session"
+    cache = tmp_path / "state" / "alice.msal-cache.json"
+    sealed = cache.read_bytes()
+    elsewhere = {**state, "DBUS_SESSION_BUS_ADDRESS": f"unix:path={tmp_path}/no-bus"}  # e.g. a system service
+    async with daemon_process(config, tables, elsewhere, wait_ready=False) as d, aiohttp.ClientSession() as session:
+        for _ in range(50):
+            async with session.get(d.base + "/secretapi/api/status") as resp:
+                body = await resp.json()
+            if resp.status == 503 and "keyring" in body.get("detail", ""):
+                break
+            await asyncio.sleep(0.1)
+        assert resp.status == 503 and body["type"] == "urn:bearerd:problem:login-required"
+        assert "encrypted with a key kept in the keyring" in body["detail"]
+    login = await bearerd_cli("login", "alice", "-c", str(config), env=elsewhere)
+    _, err = await asyncio.wait_for(login.communicate(), 30)
+    assert login.returncode == 1 and "keyring" in err.decode()
+    assert cache.read_bytes() == sealed  # neither the daemon nor the login wrote over the sign-in

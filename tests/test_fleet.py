@@ -328,6 +328,14 @@ async def test_one_sign_in_serves_the_fleet(stack: EmulatorStack, redis_server: 
     assert claims["upn"] == stack.user
     grants = [c.grant_type for c in stack.entra.calls if c.client_id == stack.public_client_id]
     assert grants.count("refresh_token") == 2  # A's first token, then B's, from the rotated refresh token
+    client = redis_server.client()
+    try:  # the shared MSAL cache (refresh tokens) is sealed like the access tokens
+        values = [_raw(await client.get(k) or b"") async for k in client.scan_iter("bearerd-test:*")]
+    finally:
+        await client.aclose()
+    assert any(len(v) > 500 for v in values)  # the MSAL cache is there...
+    for readable in (stack.user.encode(), b"RefreshToken", b"refresh_token", b"eyJ"):
+        assert all(readable not in v for v in values)  # ...and unreadable
     cache_b = settings_b.state_dir / "alice.msal-cache.json"  # type: ignore[operator]
     assert stack.user in cache_b.read_text()  # B keeps a local copy for when Redis is away
 
@@ -382,3 +390,25 @@ async def test_a_new_sign_in_on_one_replica_is_not_undone_by_the_fleets_older_co
     await drop_shared_tokens(redis_server)
     async with Daemon(settings_a) as a:
         assert await a.wait_ready(within_s=10)  # and A now gets the new one through the fleet
+
+
+async def test_a_credential_that_changed_identity_never_adopts_the_old_identitys_token(
+    stack: EmulatorStack, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    async with Daemon(fleet_settings(stack, redis_server, tmp_path, "old")) as old:
+        assert await old.wait_ready(within_s=10)  # the fleet holds the secret client's token
+    # A new config rolls out: [credentials.emu-secret] is now another app (the certificate client).
+    tables = stack_tables(stack)
+    del tables["routes.otherapi"]
+    tables["credentials.emu-secret"] = tables.pop("credentials.emu-cert")
+    tables["cache"] = redis_server.cache_table()
+    path = tmp_path / "new.toml"
+    path.write_text(f'state_dir = "{tmp_path / "new"}"\n' + render_toml(tables))
+    async with (
+        Daemon(load_settings(path)[0]) as new,
+        aiohttp.ClientSession() as session,
+        session.get(url(new)) as resp,
+    ):
+        assert resp.status == 200
+    assert stack.entra.token_calls(stack.cert_client_id) == 1  # its own token, not the old app's
+    assert stack.apps["secretapi"].requests_seen[-1].claims["appid"] == stack.cert_client_id

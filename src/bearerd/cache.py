@@ -24,7 +24,7 @@ from typing import Any
 import msal
 import structlog
 
-from bearerd.cacheprotect import PLAIN, CacheUndecryptable, KeyringSealer
+from bearerd.cacheprotect import MAGIC, PLAIN, CacheUndecryptable, KeyringSealer, KeyringUnavailable
 
 log = structlog.get_logger("bearerd.cache")
 
@@ -57,6 +57,7 @@ class PersistentTokenCache(msal.SerializableTokenCache):  # type: ignore[misc]
         super().__init__()
         self.path = path
         self._sealer = sealer  # encryption at rest (cacheprotect.py), or None for the plain 0600 file
+        self.sealed_elsewhere: str | None = None  # why the file can't be read here (sealed, no keyring)
         self.protection = protection  # for the start-up log line
         self._lock_path = path.with_name(path.name + ".lock")
         self._seen: tuple[int, int] | None = None  # (mtime_ns, size) of the file we last read or wrote
@@ -96,13 +97,26 @@ class PersistentTokenCache(msal.SerializableTokenCache):  # type: ignore[misc]
             return
         changed = bool(getattr(self, "has_state_changed", False))
         raw = self.path.read_bytes()
+        if self._sealer is None and raw.startswith(MAGIC):
+            # Sealed by a process that could reach the keyring (e.g. `bearerd login` in a desktop
+            # session); this one can't. Never overwrite it: that would destroy the sign-in and
+            # silently downgrade it to plain text.
+            self.sealed_elsewhere = (
+                f"{self.path} is encrypted with a key kept in the keyring, which this process can't reach "
+                "(run bearerd where the keyring is unlocked, e.g. in the user's session, or delete the file "
+                "and sign in again to keep it unencrypted)"
+            )
+            self._seen = stamp
+            self.has_state_changed = False
+            return
+        self.sealed_elsewhere = None
         try:
             data = json.loads(self._sealer.open(raw) if self._sealer is not None else raw)
         except (json.JSONDecodeError, UnicodeDecodeError):
             # Can't happen with atomic writes; if the file was edited by hand, say so and start empty.
             log.error("cache.unreadable", path=str(self.path))
             data = {}
-        except CacheUndecryptable:
+        except (CacheUndecryptable, KeyringUnavailable):
             log.error(
                 "cache.undecryptable",
                 path=str(self.path),
@@ -147,8 +161,18 @@ class PersistentTokenCache(msal.SerializableTokenCache):  # type: ignore[misc]
     def _save_if_changed(self) -> None:
         if not self.has_state_changed:
             return
+        if self.sealed_elsewhere is not None:
+            log.error("cache.not_written", path=str(self.path), reason="sealed with a keyring this process can't reach")
+            self.has_state_changed = False
+            return
         data = self.serialize().encode()
-        write_atomically(self.path, self._sealer.seal(data) if self._sealer is not None else data)
+        if self._sealer is not None:
+            try:
+                data = self._sealer.seal(data)
+            except KeyringUnavailable as exc:  # the keyring refused to keep a new key: write nothing
+                log.error("cache.not_written", path=str(self.path), reason=str(exc))
+                return
+        write_atomically(self.path, data)
         self.has_state_changed = False
         self._seen = self._stamp()
 

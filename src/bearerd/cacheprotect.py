@@ -77,7 +77,16 @@ class KeyringSealer:
                 self._key = base64.b64decode(self._store.load())
             except self._not_found:
                 key = self._aead_class.generate_key(bit_length=256)
-                self._store.save(base64.b64encode(key).decode())
+                encoded = base64.b64encode(key).decode()
+                self._store.save(encoded)
+                # libsecret can decline silently (a locked keyring, a dismissed prompt): a key that
+                # was not kept must never seal a file, or nobody could open it again.
+                try:
+                    kept = self._store.load()
+                except self._not_found:
+                    kept = None
+                if kept != encoded:
+                    raise KeyringUnavailable("the keyring did not keep the new key (is it locked?)") from None
                 log.info("cache.key_created", store="keyring")
                 self._key = key
         return self._key

@@ -443,8 +443,8 @@ class CacheSettings(_Frozen):
         url = urlsplit(value)
         if url.scheme not in ("redis", "rediss", "unix"):
             raise ValueError(f"url {value!r} must start with redis://, rediss:// (TLS) or unix://")
-        if url.password:
-            raise ValueError("url must not carry a password: put it in password_file (mode 0600)")
+        if url.password or "password" in url.query.lower():
+            raise ValueError("url must not carry a password: put it in password_file (mode 0600) or password_env")
         return value
 
     @model_validator(mode="after")

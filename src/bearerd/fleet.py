@@ -10,8 +10,11 @@ tokens multiplies the load, and a fleet's cold start becomes a burst. With ``[ca
   id; while it works a task renews the TTL, and it releases only its own lock (compare-and-delete
   in Lua). The others poll the record with jitter until the holder publishes the new token. A
   holder that dies stops renewing: its lock expires after ``lock_ttl_s`` and another takes over.
-* **Shared failure.** A holder that fails writes the error (no secret in it) with a short TTL, so
-  the waiting replicas back off with it instead of each asking the identity provider again.
+* **Shared failure.** A holder refused or throttled by the identity provider writes the error (no
+  secret in it) for its Retry-After, so the waiting replicas back off with it instead of each
+  asking again. A replica's local trouble (network path, files) is not shared.
+* **Per identity.** Keys carry a fingerprint of the credential's identity (kind, authority, app,
+  user), so replicas on an old and a new config never exchange tokens of different apps.
 * **Encryption at rest.** AES-256-GCM with the fleet key; the Redis key name is the associated
   data, so a record moved to another key (another credential or scope) fails to decrypt rather
   than sending one app's token to another's upstream.
@@ -59,7 +62,9 @@ POLL_MAX_S = 0.15
 MONITOR_DOWN_S = 1.0  # how often a replica cut off from Redis tries it again
 MONITOR_UP_S = 5.0
 FAILURE_SHARE_MIN_S = 1.0
-FAILURE_SHARE_MAX_S = 30.0
+FAILURE_SHARE_MAX_S = 3600.0  # a Retry-After is honoured in full, up to an hour
+# Failures of this replica's own making (network path, local files, a crash): not shared.
+LOCAL_FAILURES = frozenset({"timeout", "unreachable", "http", "assertion_file", "bug"})
 
 # Release or renew the lock only if it is still ours: a holder that stalled past its TTL must not
 # delete or extend the lock another replica has taken since.
@@ -108,7 +113,9 @@ class SharedFailure:
 
     def error(self) -> IdentityProviderError:
         kind = LoginRequired if self.login_required else IdentityProviderError
-        return kind(self.message, code=self.code, retry_after=self.retry_in, permanent=self.permanent)
+        error = kind(self.message, code=self.code, retry_after=self.retry_in, permanent=self.permanent)
+        error.shared = True  # another replica's attempt: this one waits it out without growing its backoff
+        return error
 
 
 class FleetLink:
@@ -117,14 +124,20 @@ class FleetLink:
     def __init__(self, fleet: Fleet, client: CredentialClient, scopes: tuple[str, ...]) -> None:
         self.fleet = fleet
         self.client = client
+        # The key names the identity, not just the credential's name: a replica whose
+        # [credentials.NAME] points at another app, tenant or user (a config change rolling out)
+        # must never adopt the other identity's token. The name is also the AEAD's associated data.
+        who = identity_fingerprint(client)
         digest = hashlib.sha256("\n".join(scopes).encode()).hexdigest()[:16]
-        base = f"{fleet.prefix}{client.name}:{digest}"
+        base = f"{fleet.prefix}{client.name}:{who}:{digest}"
         self.record_key = f"{base}:token"
         self.lock_key = f"{base}:lock"
         self.failure_key = f"{base}:failure"
-        self.msal_key = f"{fleet.prefix}{client.name}:msal" if client.persistent_cache is not None else None
-        # How long a waiter waits for a holder before giving up on the fleet for this attempt.
-        self.wait_s = client.credential.timeout_s + fleet.settings.lock_ttl_s
+        self.msal_key = f"{fleet.prefix}{client.name}:{who}:msal" if client.persistent_cache is not None else None
+        # A holder may take a few identity-provider round trips (discovery, then the token), each
+        # up to timeout_s; it renews its lock that long at most, and waiters wait that long.
+        self.max_hold_s = 3 * client.credential.timeout_s + fleet.settings.lock_ttl_s
+        self.wait_s = self.max_hold_s + fleet.settings.lock_ttl_s
 
     async def acquire(
         self, acquire_alone: Callable[[], Awaitable[AcquiredToken]], avoid: str | None
@@ -132,6 +145,20 @@ class FleetLink:
         """A token and where it came from: ``shared`` (another replica's), ``fleet`` (we acquired
         it for everyone) or ``local`` (Redis unusable: acquired for ourselves)."""
         return await self.fleet.acquire(self, acquire_alone, avoid)
+
+
+def identity_fingerprint(client: CredentialClient) -> str:
+    """Who the tokens are for: kind, authority, app and user or managed identity (no secret)."""
+    cred = client.credential
+    fields = {
+        "kind": cred.kind,
+        "authority": getattr(cred, "authority_url", ""),
+        "client_id": getattr(cred, "client_id", None),
+        "username": getattr(cred, "username", None),
+        "object_id": getattr(cred, "object_id", None),
+        "resource_id": getattr(cred, "resource_id", None),
+    }
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 
 class Fleet:
@@ -150,8 +177,10 @@ class Fleet:
             "username": settings.username,
             "password": settings.password.get_secret_value() or None,
         }
-        if settings.url.startswith("rediss://") and settings.ca_file is not None:
-            options["ssl_ca_certs"] = str(settings.ca_file)
+        if settings.url.startswith("rediss://"):
+            options["ssl_check_hostname"] = True  # older redis-py defaulted to False
+            if settings.ca_file is not None:
+                options["ssl_ca_certs"] = str(settings.ca_file)
         self._redis: aioredis.Redis = aioredis.Redis.from_url(settings.url, **options)
         self._on_connected = on_connected
         self.connected: bool | None = None  # None until the first answer (or failure)
@@ -270,7 +299,7 @@ class Fleet:
     async def _as_holder(
         self, link: FleetLink, holder: str, acquire_alone: Callable[[], Awaitable[AcquiredToken]], avoid: str | None
     ) -> tuple[AcquiredToken, str]:
-        renewing = asyncio.get_running_loop().create_task(self._renew(link.lock_key, holder))
+        renewing = asyncio.get_running_loop().create_task(self._renew(link, holder))
         try:
             # Someone may have finished between our look and our lock.
             shared = self._usable(link, await self._call(self._redis.get(link.record_key)), avoid)
@@ -293,12 +322,14 @@ class Fleet:
             with contextlib.suppress(FleetUnavailable):  # if Redis is gone, the lock expires by itself
                 await self._call(self._redis.eval(_RELEASE, 1, link.lock_key, holder))
 
-    async def _renew(self, lock_key: str, holder: str) -> None:
+    async def _renew(self, link: FleetLink, holder: str) -> None:
+        """Keep our lock while we work, but not forever: a holder stuck past ``max_hold_s`` lets go."""
         ttl_ms = int(self.settings.lock_ttl_s * 1000)
-        while True:
+        give_up_at = asyncio.get_running_loop().time() + link.max_hold_s - self.settings.lock_ttl_s
+        while asyncio.get_running_loop().time() < give_up_at:
             await asyncio.sleep(self.settings.lock_ttl_s / 3)
             try:
-                await self._call(self._redis.eval(_RENEW, 1, lock_key, holder, ttl_ms))
+                await self._call(self._redis.eval(_RENEW, 1, link.lock_key, holder, ttl_ms))
             except FleetUnavailable:
                 return
 
@@ -334,9 +365,13 @@ class Fleet:
         if link.msal_key is not None:
             cache = link.client.persistent_cache
             assert cache is not None  # noqa: S101 - msal_key is set only for these
-            text = await asyncio.to_thread(cache.export_text)
-            shared = json.dumps({"written_at": time.time(), "cache": text}).encode()
-            pipe.set(link.msal_key, self._sealer.seal(link.msal_key, shared))
+            try:
+                text = await asyncio.to_thread(cache.export_text)
+            except Exception as exc:  # a local disk or keyring problem must not cost the new token
+                log.error("fleet.cache_export_failed", error_type=type(exc).__name__)
+            else:
+                shared = json.dumps({"written_at": time.time(), "cache": text}).encode()
+                pipe.set(link.msal_key, self._sealer.seal(link.msal_key, shared))
         await self._call(pipe.execute())
 
     async def _import_msal_cache(self, link: FleetLink) -> None:
@@ -351,9 +386,16 @@ class Fleet:
         except KeyMismatch:
             log.error("fleet.record_undecryptable", key=link.msal_key)
             return
-        await asyncio.to_thread(cache.merge_shared, str(shared["cache"]), float(shared["written_at"]))
+        try:
+            await asyncio.to_thread(cache.merge_shared, str(shared["cache"]), float(shared["written_at"]))
+        except Exception as exc:  # the local copy stays as it was; the acquisition goes on with it
+            log.error("fleet.cache_import_failed", error_type=type(exc).__name__)
 
     async def _share_failure(self, link: FleetLink, error: IdentityProviderError) -> None:
+        """Share the identity provider's own answer (throttling, refusal, outage) — not this
+        replica's local trouble (its network, its assertion file), which others may not have."""
+        if error.code in LOCAL_FAILURES:
+            return
         retry_in = min(FAILURE_SHARE_MAX_S, max(FAILURE_SHARE_MIN_S, error.retry_after or FAILURE_SHARE_MIN_S))
         body = {
             "message": str(error),
@@ -381,7 +423,7 @@ class Fleet:
 def _redacted(url: str) -> str:
     """The Redis URL for logs: scheme, host, port and database, never credentials."""
     scheme, _, rest = url.partition("://")
-    return f"{scheme}://{rest.rpartition('@')[2]}"
+    return f"{scheme}://{rest.rpartition('@')[2].partition('?')[0]}"
 
 
 def _first_line(exc: BaseException) -> str:

@@ -63,6 +63,7 @@ class IdentityProviderError(Exception):
         self.code = code
         self.retry_after = retry_after
         self.permanent = permanent
+        self.shared = False  # set by fleet.py: another replica's failure, adopted from Redis
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,6 +301,8 @@ class CredentialClient:
         assert cache is not None  # noqa: S101 - device_code credentials always have one
         cred = self.credential
         with cache.locked():
+            if cache.sealed_elsewhere is not None:
+                raise LoginRequired(cache.sealed_elsewhere, code="login_required", retry_after=LOGIN_RECHECK_S)
             accounts = app.get_accounts(username=getattr(cred, "username", None))
             if not accounts:
                 raise LoginRequired(

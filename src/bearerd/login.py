@@ -42,6 +42,12 @@ def login(settings: Settings, name: str, browser: bool = False) -> int:
         return EXIT_USAGE
     client = CredentialClient(name, cred, settings.egress, settings.state_dir, settings.source_file)
     try:
+        cache = client.persistent_cache
+        if cache is not None:
+            cache.accounts_snapshot()  # reads the file: is it sealed with a keyring we can't reach?
+            if cache.sealed_elsewhere is not None:
+                print(f"bearerd: cannot store a sign-in: {cache.sealed_elsewhere}", file=sys.stderr)
+                return EXIT_FAILED
         app = _public_app(client)
         if app is None:
             return EXIT_FAILED

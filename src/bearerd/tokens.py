@@ -320,9 +320,14 @@ class TokenProvider:
 
     def _on_failure(self, error: IdentityProviderError, started: float) -> None:
         now = self._clock()
-        self._failures += 1
-        ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (self._failures - 1))
-        delay = self._rng.uniform(ceiling / 2, ceiling)  # jitter spreads a fleet's retries apart
+        if error.shared and error.retry_after is not None:
+            # Another replica's failure, adopted from the fleet: wait as long as it says, without
+            # growing a backoff for attempts this replica never made.
+            delay = error.retry_after
+        else:
+            self._failures += 1
+            ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (self._failures - 1))
+            delay = self._rng.uniform(ceiling / 2, ceiling)  # jitter spreads a fleet's retries apart
         if error.permanent:
             delay = max(delay, BACKOFF_PERMANENT_MIN_S)
         if error.retry_after is not None:
