@@ -412,3 +412,17 @@ async def test_a_credential_that_changed_identity_never_adopts_the_old_identitys
         assert resp.status == 200
     assert stack.entra.token_calls(stack.cert_client_id) == 1  # its own token, not the old app's
     assert stack.apps["secretapi"].requests_seen[-1].claims["appid"] == stack.cert_client_id
+
+
+async def test_a_sign_in_anywhere_reaches_replicas_that_never_had_one(
+    stack: EmulatorStack, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    config_a, _ = user_replica(stack, redis_server, tmp_path, "a")  # where the operator signs in
+    settings = [user_replica(stack, redis_server, tmp_path, name)[1] for name in ("b", "c")]
+    async with AsyncExitStack() as exits:
+        replicas = await start_replicas(exits, settings)  # neither has a sign-in, nor has the fleet
+        assert not await replicas[0].wait_ready(within_s=1)
+        code, out, _ = await run_login(stack, config_a)
+        assert code == 0 and "Shared with the fleet" in out
+        for replica in replicas:
+            assert await replica.wait_ready(within_s=10)

@@ -374,6 +374,26 @@ class Fleet:
                 pipe.set(link.msal_key, self._sealer.seal(link.msal_key, shared))
         await self._call(pipe.execute())
 
+    async def publish_sign_in(self, client: CredentialClient) -> bool:
+        """After `bearerd login`: put the new sign-in where every replica finds it, and lift the
+        fleet's shared "login required" records so the next attempt uses it at once."""
+        cache = client.persistent_cache
+        if cache is None:
+            return False
+        who = identity_fingerprint(client)
+        msal_key = f"{self.prefix}{client.name}:{who}:msal"
+        text = await asyncio.to_thread(cache.export_text)
+        shared = json.dumps({"written_at": time.time(), "cache": text}).encode()
+        try:
+            await self._redis.set(msal_key, self._sealer.seal(msal_key, shared))
+            stale = [k async for k in self._redis.scan_iter(f"{self.prefix}{client.name}:{who}:*:failure")]
+            if stale:
+                await self._redis.delete(*stale)
+        except (RedisError, OSError) as exc:
+            log.warning("fleet.sign_in_not_shared", redis=self.where, error=f"{type(exc).__name__}: {_first_line(exc)}")
+            return False
+        return True
+
     async def _import_msal_cache(self, link: FleetLink) -> None:
         if link.msal_key is None:
             return

@@ -8,6 +8,7 @@ token is ever printed.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import threading
 import time
@@ -56,7 +57,7 @@ def login(settings: Settings, name: str, browser: bool = False) -> int:
         except Exception as exc:
             print(f"bearerd: sign-in failed: {type(exc).__name__}: {str(exc)[:300]}", file=sys.stderr)
             return EXIT_FAILED
-        return EXIT_FAILED if result is None else _store(client, result)
+        return EXIT_FAILED if result is None else _store(settings, client, result)
     finally:
         client.close()
 
@@ -107,7 +108,7 @@ def _reason(result: dict[str, Any]) -> str:
     return f"{result.get('error')}: {description[0] if description else ''}"
 
 
-def _store(client: CredentialClient, result: dict[str, Any]) -> int:
+def _store(settings: Settings, client: CredentialClient, result: dict[str, Any]) -> int:
     if "access_token" not in result:
         print(f"bearerd: sign-in failed: {_reason(result)}", file=sys.stderr)
         return EXIT_FAILED
@@ -117,7 +118,25 @@ def _store(client: CredentialClient, result: dict[str, Any]) -> int:
         cache.has_state_changed = True
     who = (result.get("id_token_claims") or {}).get("preferred_username", "the user")
     print(f"Signed in as {who}. Stored in {cache.path} ({cache.protection}); the daemon picks it up within seconds.")
+    if settings.cache.backend == "redis":
+        shared = asyncio.run(_share_with_fleet(settings, client))
+        print(
+            "Shared with the fleet (Redis): every replica can use it now."
+            if shared
+            else "Not shared with the fleet (Redis unreachable): replicas get it when this one next refreshes."
+        )
     return EXIT_OK
+
+
+async def _share_with_fleet(settings: Settings, client: CredentialClient) -> bool:
+    from bearerd.fleet import Fleet  # the Redis client, only for fleets
+
+    fleet = Fleet(settings.cache, settings.source_file)
+    try:
+        await fleet.start()
+        return fleet.connected is True and await fleet.publish_sign_in(client)
+    finally:
+        await fleet.close()
 
 
 def _countdown(expires_at: float, done: threading.Event) -> None:

@@ -230,9 +230,7 @@ class Proxy:
             # (and the duration includes the write).
             asyncio.get_running_loop().call_soon(self._account, routing, request.method, status, started, info)
 
-    def _account(
-        self, routing: Routing, method: str, status: int, started: float, info: dict[str, object]
-    ) -> None:
+    def _account(self, routing: Routing, method: str, status: int, started: float, info: dict[str, object]) -> None:
         elapsed = time.perf_counter() - started
         route = info.get("route")
         upstream_ms = info.get("upstream_ms")
