@@ -71,3 +71,21 @@ def test_kubernetes_fleet_config_loads(tmp_path: Path, monkeypatch: pytest.Monke
     assert settings.cache.url.startswith("rediss://")
     assert settings.cache.password.get_secret_value() == "redis-access-key"
     assert "valueFrom: { secretKeyRef: { name: bearerd-fleet, key: fleet.key } }" in manifest
+
+
+def test_example_fleet_block_is_valid_when_uncommented(tmp_path: Path) -> None:
+    import base64
+    import os
+
+    example = (ROOT / "config" / "bearerd.example.toml").read_text()
+    head, _, block = example.partition("# [cache]\n")
+    assert block, "the example keeps a commented [cache] block"
+    uncommented = "[cache]\n" + "".join(line.removeprefix("# ") + "\n" for line in block.splitlines())
+    (tmp_path / "redis-password").write_text("redis-access-key")
+    (tmp_path / "fleet.key").write_text(base64.b64encode(os.urandom(32)).decode())
+    for name in ("redis-password", "fleet.key"):
+        (tmp_path / name).chmod(0o600)
+    config = tmp_path / "bearerd.toml"
+    config.write_text((head + uncommented).replace("/etc/bearerd/", f"{tmp_path}/"))
+    settings, _ = load_settings(config)
+    assert settings.cache.backend == "redis" and settings.cache.key_prefix == "bearerd:legacy-app:"
