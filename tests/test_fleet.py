@@ -18,11 +18,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bearerd.aead import SealBroken, Sealer
 from bearerd.app import Daemon
 from bearerd.config import Settings, load_settings
 from bearerd.emulator import EmulatorStack
 from bearerd.errors import ConfigError
-from bearerd.fleet import KeyMismatch, Sealer
 from helpers import TEST_APPS, log_events, render_toml, run_login, stack_tables, user_settings
 from redis_server import RedisServer
 
@@ -344,9 +344,9 @@ def test_a_sealed_record_opens_only_under_its_own_name() -> None:
     sealer = Sealer(b"k" * 32)
     blob = sealer.seal("bearerd:app-a:1234:token", b"secret")
     assert sealer.open("bearerd:app-a:1234:token", blob) == b"secret"
-    with pytest.raises(KeyMismatch):
+    with pytest.raises(SealBroken):
         sealer.open("bearerd:app-b:5678:token", blob)  # moved to another credential's key: refused
-    with pytest.raises(KeyMismatch):
+    with pytest.raises(SealBroken):
         Sealer(b"j" * 32).open("bearerd:app-a:1234:token", blob)
 
 

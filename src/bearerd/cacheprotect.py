@@ -18,16 +18,17 @@ with AES-GCM (the file name as associated data). ``cache_protection``:
 from __future__ import annotations
 
 import base64
-import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
+
+if TYPE_CHECKING:
+    from bearerd.aead import Sealer
 
 log = structlog.get_logger("bearerd.cacheprotect")
 
 MAGIC = b"bearerd-aesgcm-v1\n"
-NONCE_BYTES = 12
 KEY_SCHEMA = "io.bearerd.TokenCacheKey"
 PLAIN = "plain file, mode 0600"
 KEYRING = "encrypted (AES-256-GCM), key in the keyring (libsecret)"
@@ -54,7 +55,7 @@ class KeyringSealer:
         except ImportError as exc:
             raise KeyringUnavailable("msal-extensions is not installed (pip install 'bearerd[keyring]')") from exc
         self._not_found: type[Exception] = PersistenceError
-        self._aad = cache_file.name.encode()
+        self._name = cache_file.name  # the associated data: a sealed cache only opens under its own name
         try:
             self._store: Any = LibsecretPersistence(
                 str(cache_file.with_name(cache_file.name + ".keyring")),
@@ -63,20 +64,16 @@ class KeyringSealer:
             )
         except Exception as exc:  # ImportError (no PyGObject), RuntimeError/GLib.Error (no Secret Service)
             raise KeyringUnavailable(f"no keyring answered ({type(exc).__name__}: {_first_line(exc)})") from None
-        self._key: bytes | None = None
-        # cryptography is imported here, not at module load: daemons without a keyring never need it.
-        from cryptography.exceptions import InvalidTag
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        self._sealer: Sealer | None = None
 
-        self._aead_class = AESGCM
-        self._invalid: tuple[type[Exception], ...] = (InvalidTag, ValueError)
+    def _keyed(self) -> Sealer:
+        if self._sealer is None:
+            from bearerd.aead import Sealer  # cryptography: loaded only where a keyring is in use
 
-    def _load_key(self) -> bytes:
-        if self._key is None:
             try:
-                self._key = base64.b64decode(self._store.load())
+                key = base64.b64decode(self._store.load())
             except self._not_found:
-                key = self._aead_class.generate_key(bit_length=256)
+                key = Sealer.new_key()
                 encoded = base64.b64encode(key).decode()
                 self._store.save(encoded)
                 # libsecret can decline silently (a locked keyring, a dismissed prompt): a key that
@@ -88,21 +85,21 @@ class KeyringSealer:
                 if kept != encoded:
                     raise KeyringUnavailable("the keyring did not keep the new key (is it locked?)") from None
                 log.info("cache.key_created", store="keyring")
-                self._key = key
-        return self._key
+            self._sealer = Sealer(key)
+        return self._sealer
 
     def seal(self, plaintext: bytes) -> bytes:
-        nonce = os.urandom(NONCE_BYTES)
-        return MAGIC + nonce + self._aead_class(self._load_key()).encrypt(nonce, plaintext, self._aad)
+        return MAGIC + self._keyed().seal(self._name, plaintext)
 
     def open(self, data: bytes) -> bytes:
         if not data.startswith(MAGIC):
             return data  # a plain cache from before protection was on: read it, the next write seals it
-        body = data[len(MAGIC) :]
+        from bearerd.aead import SealBroken
+
         try:
-            return self._aead_class(self._load_key()).decrypt(body[:NONCE_BYTES], body[NONCE_BYTES:], self._aad)
-        except self._invalid:
-            raise CacheUndecryptable(str(self._aad.decode())) from None
+            return self._keyed().open(self._name, data[len(MAGIC) :])
+        except SealBroken:
+            raise CacheUndecryptable(self._name) from None
 
 
 def choose_sealer(mode: str, cache_file: Path) -> tuple[KeyringSealer | None, str]:

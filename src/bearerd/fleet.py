@@ -33,7 +33,6 @@ import base64
 import contextlib
 import hashlib
 import json
-import os
 import random
 import secrets
 import time
@@ -43,19 +42,17 @@ from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from bearerd.aead import SealBroken, Sealer
 from bearerd.config import CacheSettings
 from bearerd.errors import ConfigError
 from bearerd.identity import AcquiredToken, CredentialClient, IdentityProviderError, LoginRequired
 
 log = structlog.get_logger("bearerd.fleet")
 
-NONCE_BYTES = 12
 KEY_CHECK_PLAINTEXT = b"bearerd fleet key check v1"
 POLL_MIN_S = 0.05
 POLL_MAX_S = 0.15
@@ -80,27 +77,6 @@ class FleetUnavailable(Exception):
 
 class _HolderSilent(Exception):
     """The replica holding the lock has not published a token in time (it may be stuck)."""
-
-
-class KeyMismatch(Exception):
-    """A record does not decrypt with our key: another key wrote it, or it was tampered with."""
-
-
-class Sealer:
-    """AES-256-GCM bound to the Redis key name, so sealed records can't be swapped between keys."""
-
-    def __init__(self, key: bytes) -> None:
-        self._aead = AESGCM(key)
-
-    def seal(self, name: str, plaintext: bytes) -> bytes:
-        nonce = os.urandom(NONCE_BYTES)
-        return nonce + self._aead.encrypt(nonce, plaintext, name.encode())
-
-    def open(self, name: str, blob: bytes) -> bytes:
-        try:
-            return self._aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], name.encode())
-        except (InvalidTag, ValueError):
-            raise KeyMismatch(name) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +109,7 @@ class FleetLink:
         self.record_key = f"{base}:token"
         self.lock_key = f"{base}:lock"
         self.failure_key = f"{base}:failure"
-        self.msal_key = f"{fleet.prefix}{client.name}:{who}:msal" if client.persistent_cache is not None else None
+        self.msal_key = msal_key(fleet.prefix, client) if client.persistent_cache is not None else None
         # A holder may take a few identity-provider round trips (discovery, then the token), each
         # up to timeout_s; it renews its lock that long at most, and waiters wait that long.
         self.max_hold_s = 3 * client.credential.timeout_s + fleet.settings.lock_ttl_s
@@ -159,6 +135,11 @@ def identity_fingerprint(client: CredentialClient) -> str:
         "resource_id": getattr(cred, "resource_id", None),
     }
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def msal_key(prefix: str, client: CredentialClient) -> str:
+    """Where a user credential's MSAL cache lives: per identity, shared by all of its scopes."""
+    return f"{prefix}{client.name}:{identity_fingerprint(client)}:msal"
 
 
 class Fleet:
@@ -217,7 +198,7 @@ class Fleet:
             blob = await self._call(self._redis.get(name))
         try:
             self._sealer.open(name, blob)
-        except KeyMismatch:
+        except SealBroken:
             raise ConfigError(
                 self._source_file,
                 [
@@ -339,7 +320,7 @@ class Fleet:
             return None
         try:
             record = json.loads(self._sealer.open(link.record_key, blob))
-        except KeyMismatch:
+        except SealBroken:
             log.error("fleet.record_undecryptable", key=link.record_key)
             return None
         now = time.time()
@@ -370,8 +351,7 @@ class Fleet:
             except Exception as exc:  # a local disk or keyring problem must not cost the new token
                 log.error("fleet.cache_export_failed", error_type=type(exc).__name__)
             else:
-                shared = json.dumps({"written_at": time.time(), "cache": text}).encode()
-                pipe.set(link.msal_key, self._sealer.seal(link.msal_key, shared))
+                pipe.set(link.msal_key, self._sealed_msal(link.msal_key, text))
         await self._call(pipe.execute())
 
     async def publish_sign_in(self, client: CredentialClient) -> bool:
@@ -380,19 +360,22 @@ class Fleet:
         cache = client.persistent_cache
         if cache is None:
             return False
-        who = identity_fingerprint(client)
-        msal_key = f"{self.prefix}{client.name}:{who}:msal"
+        key = msal_key(self.prefix, client)
         text = await asyncio.to_thread(cache.export_text)
-        shared = json.dumps({"written_at": time.time(), "cache": text}).encode()
         try:
-            await self._redis.set(msal_key, self._sealer.seal(msal_key, shared))
-            stale = [k async for k in self._redis.scan_iter(f"{self.prefix}{client.name}:{who}:*:failure")]
+            await self._redis.set(key, self._sealed_msal(key, text))
+            pattern = f"{self.prefix}{client.name}:{identity_fingerprint(client)}:*:failure"
+            stale = [k async for k in self._redis.scan_iter(pattern)]
             if stale:
                 await self._redis.delete(*stale)
         except (RedisError, OSError) as exc:
             log.warning("fleet.sign_in_not_shared", redis=self.where, error=f"{type(exc).__name__}: {_first_line(exc)}")
             return False
         return True
+
+    def _sealed_msal(self, key: str, text: str) -> bytes:
+        """The MSAL cache as the fleet keeps it: stamped, so a newer local sign-in can win (cache.py)."""
+        return self._sealer.seal(key, json.dumps({"written_at": time.time(), "cache": text}).encode())
 
     async def _import_msal_cache(self, link: FleetLink) -> None:
         if link.msal_key is None:
@@ -403,7 +386,7 @@ class Fleet:
             return
         try:
             shared = json.loads(self._sealer.open(link.msal_key, blob))
-        except KeyMismatch:
+        except SealBroken:
             log.error("fleet.record_undecryptable", key=link.msal_key)
             return
         try:
