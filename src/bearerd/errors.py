@@ -8,17 +8,20 @@ boundary each (``proxy.py`` for the upstream, ``tokens.py`` for the identity pro
     BearerdError
     ├── ConfigError                   config file/env invalid: refuse to start
     └── ProxyError                    rendered to the caller as problem+json
-        ├── BadRequest          400   malformed target, path escape, forbidden header
+        ├── BadRequest          400   malformed request or target, path escape, forbidden header
         ├── ClientAuthRejected  401   client sent Authorization on a `reject` route
         ├── ClientKeyRequired   401/407 the listener requires the shared client key
         ├── Forbidden           403   absolute-form request for a host that is no route
         ├── CorsOriginRefused   403   browser Origin not in the route's cors_origins
         ├── NoRoute             404   no route matches
         ├── MethodNotAllowed    405   CONNECT: no token can be added inside a tunnel
+        ├── HeadersTooLarge     431   request line, a header or the whole header block over the limits
+        ├── NotImplementedCoding 501  a transfer coding bearerd doesn't implement (RFC 9112 §6.1)
         ├── UpstreamUnreachable 502   connect refused/reset, TLS failure, bad response
         ├── TokenRejected       502   the upstream refused a fresh token
         ├── TokenUnavailable    503   no usable token (identity provider failing)
         │   └── LoginRequired   503   a user credential has no signed-in user: run `bearerd login`
+        ├── UpstreamBusy        503   every pooled upstream connection stayed busy (has Retry-After)
         └── UpstreamTimeout     504   upstream too slow
 
 The ``type`` URIs are stable: clients and alerting may key on them, so never rename one.
@@ -139,6 +142,18 @@ class MethodNotAllowed(ProxyError):
     title = "CONNECT is not supported"
 
 
+class HeadersTooLarge(ProxyError):
+    status = 431
+    slug = "headers-too-large"
+    title = "Request header fields too large"
+
+
+class NotImplementedCoding(ProxyError):
+    status = 501
+    slug = "transfer-coding-not-implemented"
+    title = "Transfer coding not implemented"
+
+
 class UpstreamUnreachable(ProxyError):
     status = 502
     slug = "upstream-unreachable"
@@ -160,6 +175,12 @@ class TokenUnavailable(ProxyError):
 class LoginRequired(TokenUnavailable):
     slug = "login-required"
     title = "A user must sign in"
+
+
+class UpstreamBusy(ProxyError):
+    status = 503
+    slug = "upstream-busy"
+    title = "Upstream connections busy"
 
 
 class UpstreamTimeout(ProxyError):
