@@ -16,9 +16,9 @@ import sys
 import timeit
 from pathlib import Path
 
-from bearerd.config import load_settings
+from bearerd.config.schema import load_settings
 from bearerd.logs import configure_logging
-from bearerd.tokens import Providers
+from bearerd.tokens.provider import Providers
 
 NUMBER = 200_000
 REPEAT = 7

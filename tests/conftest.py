@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bearerd.config import Settings, load_settings
+from bearerd.config.schema import Settings, load_settings
 from bearerd.emulator import EmulatorStack
 from bearerd.logs import configure_logging
 from helpers import TEST_APPS, ConfigWriter, Running, render_toml, stack_tables, start

@@ -17,8 +17,8 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from bearerd.app import Daemon
-from bearerd.config import Settings, load_settings
+from bearerd.config.schema import Settings, load_settings
+from bearerd.daemon.daemon import Daemon
 from bearerd.emulator import EmulatorStack
 
 TEST_APPS = ("secretapi", "otherapi")

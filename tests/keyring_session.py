@@ -19,7 +19,7 @@ import pytest
 _PROBE = """
 import sys
 from pathlib import Path
-from bearerd.cacheprotect import choose_sealer
+from bearerd.tokens.keyring import choose_sealer
 choose_sealer("keyring", Path(sys.argv[1]))
 """
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import re
 
-from bearerd.config import load_settings
+from bearerd.config.schema import load_settings
 from bearerd.emulator import EmulatorStack
 from helpers import ConfigWriter, Running, log_events, start
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bearerd.config import load_settings
+from bearerd.config.schema import load_settings
 from bearerd.emulator import EmulatorStack
 from helpers import ConfigWriter, Running, start
 

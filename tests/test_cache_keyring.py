@@ -9,8 +9,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bearerd.cacheprotect import KEYRING, MAGIC
 from bearerd.emulator import EmulatorStack
+from bearerd.tokens.keyring import KEYRING, MAGIC
 from helpers import bearerd_cli, daemon_process, render_toml, run_login, stack_tables
 from keyring_session import KeyringSession
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bearerd.config import load_settings
+from bearerd.config.schema import load_settings
 from bearerd.emulator import EmulatorStack, Fault
 from helpers import ConfigWriter, run_login, start, user_settings
 

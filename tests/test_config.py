@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bearerd.config import CertificateCredential, ClientSecretCredential, load_settings
+from bearerd.config.schema import CertificateCredential, ClientSecretCredential, load_settings
 from bearerd.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bearerd.config import load_settings
+from bearerd.config.schema import load_settings
 from bearerd.emulator import EmulatorStack, Fault
 from helpers import ConfigWriter, Running, log_events, raw_exchange, start
 

@@ -18,11 +18,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bearerd.aead import SealBroken, Sealer
-from bearerd.app import Daemon
-from bearerd.config import Settings, load_settings
+from bearerd.config.schema import Settings, load_settings
+from bearerd.daemon.daemon import Daemon
 from bearerd.emulator import EmulatorStack
 from bearerd.errors import ConfigError
+from bearerd.tokens.aead import SealBroken, Sealer
 from helpers import TEST_APPS, log_events, render_toml, run_login, stack_tables, user_settings
 from redis_server import RedisServer
 

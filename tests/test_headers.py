@@ -6,7 +6,7 @@ import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from bearerd.errors import ClientAuthRejected
-from bearerd.headers import downstream_headers, upstream_headers
+from bearerd.proxy.headers import downstream_headers, upstream_headers
 
 
 def h(*pairs: tuple[str, str]) -> CIMultiDictProxy[str]:

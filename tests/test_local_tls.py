@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 from yarl import URL
 
-from bearerd.config import load_settings
+from bearerd.config.schema import load_settings
 from bearerd.emulator import EmulatorStack
 from helpers import render_toml, stack_tables, start
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bearerd.config import ClientAssertionCredential, load_settings
+from bearerd.config.schema import ClientAssertionCredential, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from bearerd.config import load_settings
+from bearerd.config.schema import load_settings
 from bearerd.emulator import EmulatorStack
 from helpers import ConfigWriter, Running, stack_tables, start
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bearerd.config import RouteMatch, RouteSettings
+from bearerd.config.schema import RouteMatch, RouteSettings
 from bearerd.errors import BadRequest
-from bearerd.routes import Route, RouteTable, split_target
+from bearerd.proxy.routes import Route, RouteTable, split_target
 
 
 def route(name: str, upstream: str = "https://api-contoso.msappproxy.net/", **match: str) -> Route:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from bearerd.config import Settings, load_settings
+from bearerd.config.schema import Settings, load_settings
 from bearerd.emulator import EmulatorStack, Fault
 from bearerd.errors import TokenUnavailable
-from bearerd.tokens import Providers, TokenProvider
+from bearerd.tokens.provider import Providers, TokenProvider
 from helpers import TEST_APPS, render_toml, stack_tables
 
 
@@ -125,7 +125,7 @@ async def test_429_retry_after_honoured_then_recovers(stack: EmulatorStack, prov
 async def test_each_failure_kind_recovers_within_one_backoff_step(
     stack: EmulatorStack, tmp_path: Path, fault: Fault, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("bearerd.tokens.BACKOFF_BASE_S", 0.2)
+    monkeypatch.setattr("bearerd.tokens.provider.BACKOFF_BASE_S", 0.2)
     providers = Providers(settings_for(stack, tmp_path))
     try:
         stack.entra.faults.push(fault, times=1)

@@ -87,7 +87,7 @@ async def test_daemon_notices_a_login_made_while_it_runs(stack: EmulatorStack, t
 _WRITER = """
 import sys, itertools
 from pathlib import Path
-from bearerd.cache import PersistentTokenCache
+from bearerd.tokens.usercache import PersistentTokenCache
 cache = PersistentTokenCache(Path(sys.argv[1]))
 for i in itertools.count():
     with cache.locked():

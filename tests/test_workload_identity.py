@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from bearerd.config import ClientAssertionCredential, load_settings
+from bearerd.config.schema import ClientAssertionCredential, load_settings
 from bearerd.emulator import EmulatorStack
 from bearerd.errors import TokenUnavailable
-from bearerd.tokens import Providers
+from bearerd.tokens.provider import Providers
 from helpers import federated_credential, render_toml, stack_tables, start
 
 
@@ -34,7 +34,7 @@ async def test_request_with_federated_token(stack: EmulatorStack, tmp_path: Path
 async def test_token_file_is_reread_so_rotation_is_picked_up(
     stack: EmulatorStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("bearerd.tokens.BACKOFF_BASE_S", 0.1)
+    monkeypatch.setattr("bearerd.tokens.provider.BACKOFF_BASE_S", 0.1)
     stack.write_federated_token(lifetime_s=-600)  # stale: the platform hasn't rotated it yet
     path = tmp_path / "c.toml"
     path.write_text(render_toml(federated_tables(stack)))

@@ -17,8 +17,9 @@ from typing import TextIO
 
 import structlog
 
-from bearerd import __version__, eventloop
-from bearerd.config import ClientSecretCredential, Settings, load_settings
+from bearerd import __version__
+from bearerd.config.schema import ClientSecretCredential, Settings, load_settings
+from bearerd.daemon import eventloop
 from bearerd.errors import ConfigError, ProxyError
 from bearerd.logs import configure_logging
 
@@ -99,14 +100,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "reload":
             return _reload(args)
         if command == "ca":
-            from bearerd.localca import LocalCA
+            from bearerd.proxy.localca import LocalCA
 
             settings = _load(args.config, sys.stderr)
             assert settings.state_dir is not None  # noqa: S101 - load_settings always sets it
             sys.stdout.write(LocalCA(settings.state_dir / "tls").cert_pem().decode())
             return EXIT_OK
         if command == "login":
-            from bearerd.login import login
+            from bearerd.tokens.login import login
 
             settings = _load(args.config, sys.stderr)
             configure_logging("auto", "error", stream=sys.stderr)
@@ -151,7 +152,7 @@ def _secrets_of(settings: Settings) -> list[str]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from bearerd.server import serve
+    from bearerd.daemon.serve import serve
 
     settings, warnings = load_settings(args.config)
     configure_logging(
@@ -173,7 +174,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def route_rows(settings: Settings) -> list[tuple[str, str, str, str]]:
-    from bearerd.app import route_entry
+    from bearerd.daemon.daemon import route_entry
 
     return [(name, route_entry(settings, name), r.upstream, r.credential) for name, r in settings.routes.items()]
 
@@ -216,7 +217,7 @@ def _check(args: argparse.Namespace) -> int:
 
 async def _acquire_all(settings: Settings, names: list[str]) -> dict[str, tuple[str | None, str | None]]:
     """One token per route through the same providers the daemon uses (no listeners started)."""
-    from bearerd.tokens import Providers
+    from bearerd.tokens.provider import Providers
 
     providers = Providers(settings)
     out: dict[str, tuple[str | None, str | None]] = {}

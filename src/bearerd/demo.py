@@ -15,10 +15,10 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
-from bearerd.app import Daemon
-from bearerd.config import load_settings
+from bearerd.config.schema import load_settings
+from bearerd.daemon.daemon import Daemon
+from bearerd.daemon.serve import serve
 from bearerd.emulator import EmulatorStack
-from bearerd.server import serve
 
 DEMO_ROUTE = "secretapi"
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bearerd.config import load_settings
+from bearerd.config.schema import load_settings
 from bearerd.emulator import EmulatorStack
-from bearerd.tokens import Providers
+from bearerd.tokens.provider import Providers
 from helpers import TEST_APPS, render_toml, stack_tables
 
 

@@ -10,7 +10,7 @@ import socket
 import aiohttp
 import pytest
 
-from bearerd.config import load_settings
+from bearerd.config.schema import load_settings
 from bearerd.emulator import EmulatorStack
 from helpers import ConfigWriter, Running, start
 

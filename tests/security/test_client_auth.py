@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import requests
 
-from bearerd.config import load_settings
+from bearerd.config.schema import load_settings
 from bearerd.emulator import EmulatorStack
 from bearerd.errors import ConfigError
 from helpers import render_toml, stack_tables, start

@@ -54,7 +54,7 @@ async def test_refused_with_4xx_and_never_forwarded(
 
 
 async def test_header_limit_is_configurable(stack: EmulatorStack, write_config: object) -> None:
-    from bearerd.config import load_settings
+    from bearerd.config.schema import load_settings
     from helpers import render_toml, stack_tables, start
 
     assert callable(write_config)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from bearerd.config import load_settings
+from bearerd.config.schema import load_settings
 from bearerd.emulator import EmulatorStack
 from helpers import ConfigWriter, render_toml, stack_tables, start
 

@@ -10,7 +10,7 @@ import aiohttp
 import jwt
 from yarl import URL
 
-from bearerd.config import load_settings
+from bearerd.config.schema import load_settings
 from bearerd.emulator import EmulatorStack
 from helpers import ConfigWriter, raw_exchange, start
 

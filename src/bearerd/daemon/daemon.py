@@ -23,16 +23,16 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from bearerd.admin import admin_app
-from bearerd.config import UNIX_PREFIX, Settings, parse_hostport
-from bearerd.deadline import DeadlineTCPSite
-from bearerd.metrics import Metrics
-from bearerd.proxy import Proxy, Routing, Upstream, refuse_redirects
-from bearerd.routes import Route, RouteTable
-from bearerd.tokens import Providers
+from bearerd.config.schema import UNIX_PREFIX, Settings, parse_hostport
+from bearerd.daemon.admin import admin_app
+from bearerd.daemon.metrics import Metrics
+from bearerd.proxy.handler import Proxy, Routing, Upstream, refuse_redirects
+from bearerd.proxy.routes import Route, RouteTable
+from bearerd.proxy.slowloris import DeadlineTCPSite
+from bearerd.tokens.provider import Providers
 
 if TYPE_CHECKING:
-    from bearerd.fleet import Fleet
+    from bearerd.tokens.fleet import Fleet
 
 log = structlog.get_logger("bearerd.app")
 
@@ -69,7 +69,7 @@ class Daemon:
         self.metrics = Metrics()
         self.fleet: Fleet | None = None
         if settings.cache.backend == "redis":
-            from bearerd.fleet import Fleet  # imports the Redis client: ~6 MB, only for fleets
+            from bearerd.tokens.fleet import Fleet  # imports the Redis client: ~6 MB, only for fleets
 
             self.fleet = Fleet(settings.cache, settings.source_file, on_connected=self.metrics.observe_fleet)
         self.providers = Providers(settings, on_attempt=self.metrics.observe_acquisition, fleet=self.fleet)
@@ -192,7 +192,7 @@ class Daemon:
 
     def _tls_context(self) -> ssl.SSLContext:
         assert self.settings.state_dir is not None  # noqa: S101 - load_settings always sets it
-        from bearerd.localca import LocalCA  # cryptography: loaded only for tls_listen
+        from bearerd.proxy.localca import LocalCA  # cryptography: loaded only for tls_listen
 
         ca = LocalCA(self.settings.state_dir / "tls")
         hosts = [r.match.host.rsplit(":", 1)[0] for r in self.settings.routes.values() if r.match.host]

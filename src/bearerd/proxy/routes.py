@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes, urlsplit
 
-from bearerd.config import RouteSettings
+from bearerd.config.schema import RouteSettings
 from bearerd.errors import BadRequest
 
 MAX_TARGET_LENGTH = 8190

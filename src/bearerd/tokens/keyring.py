@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 if TYPE_CHECKING:
-    from bearerd.aead import Sealer
+    from bearerd.tokens.aead import Sealer
 
 log = structlog.get_logger("bearerd.cacheprotect")
 
@@ -68,7 +68,7 @@ class KeyringSealer:
 
     def _keyed(self) -> Sealer:
         if self._sealer is None:
-            from bearerd.aead import Sealer  # cryptography: loaded only where a keyring is in use
+            from bearerd.tokens.aead import Sealer  # cryptography: loaded only where a keyring is in use
 
             try:
                 key = base64.b64decode(self._store.load())
@@ -94,7 +94,7 @@ class KeyringSealer:
     def open(self, data: bytes) -> bytes:
         if not data.startswith(MAGIC):
             return data  # a plain cache from before protection was on: read it, the next write seals it
-        from bearerd.aead import SealBroken
+        from bearerd.tokens.aead import SealBroken
 
         try:
             return self._keyed().open(self._name, data[len(MAGIC) :])

@@ -46,10 +46,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from bearerd.aead import SealBroken, Sealer
-from bearerd.config import CacheSettings
+from bearerd.config.schema import CacheSettings
 from bearerd.errors import ConfigError
-from bearerd.identity import AcquiredToken, CredentialClient, IdentityProviderError, LoginRequired
+from bearerd.tokens.aead import SealBroken, Sealer
+from bearerd.tokens.identity import AcquiredToken, CredentialClient, IdentityProviderError, LoginRequired
 
 log = structlog.get_logger("bearerd.fleet")
 

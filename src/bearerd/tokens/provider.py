@@ -31,13 +31,13 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from bearerd.config import Settings
+from bearerd.config.schema import Settings
 from bearerd.errors import LoginRequired as LoginRequiredProblem
 from bearerd.errors import TokenUnavailable
-from bearerd.identity import AcquiredToken, CredentialClient, IdentityProviderError, LoginRequired
+from bearerd.tokens.identity import AcquiredToken, CredentialClient, IdentityProviderError, LoginRequired
 
 if TYPE_CHECKING:  # the Redis client is imported only by daemons configured with a fleet cache
-    from bearerd.fleet import Fleet, FleetLink
+    from bearerd.tokens.fleet import Fleet, FleetLink
 
 log = structlog.get_logger("bearerd.tokens")
 

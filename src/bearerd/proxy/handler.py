@@ -26,8 +26,8 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from bearerd.config import ClientAuth, origin_key
-from bearerd.cookies import AppProxyJar
+from bearerd.config.schema import ClientAuth, origin_key
+from bearerd.daemon.metrics import Metrics
 from bearerd.errors import (
     BadRequest,
     ClientKeyRequired,
@@ -40,12 +40,12 @@ from bearerd.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from bearerd.headers import downstream_headers, upstream_headers
 from bearerd.logs import ACCESS_LOG
-from bearerd.metrics import Metrics
-from bearerd.routes import Route, RouteTable, split_absolute, split_target
-from bearerd.tokens import TokenProvider
-from bearerd.wsrelay import relay
+from bearerd.proxy.cookies import AppProxyJar
+from bearerd.proxy.headers import downstream_headers, upstream_headers
+from bearerd.proxy.routes import Route, RouteTable, split_absolute, split_target
+from bearerd.proxy.websocket import relay
+from bearerd.tokens.provider import TokenProvider
 
 log = structlog.get_logger("bearerd.access")
 

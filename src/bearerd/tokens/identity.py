@@ -31,9 +31,7 @@ import msal
 import requests
 from requests.adapters import HTTPAdapter
 
-from bearerd.cache import PersistentTokenCache
-from bearerd.cacheprotect import KeyringUnavailable, choose_sealer
-from bearerd.config import (
+from bearerd.config.schema import (
     CertificateCredential,
     ClientAssertionCredential,
     ClientSecretCredential,
@@ -43,6 +41,8 @@ from bearerd.config import (
     ManagedIdentityCredential,
 )
 from bearerd.errors import ConfigError
+from bearerd.tokens.keyring import KeyringUnavailable, choose_sealer
+from bearerd.tokens.usercache import PersistentTokenCache
 
 # The worker thread records the identity provider's Retry-After here; the caller owns the dict.
 _retry_after_sink: contextvars.ContextVar[dict[str, float] | None] = contextvars.ContextVar(

@@ -16,8 +16,8 @@ from typing import Any
 
 import msal
 
-from bearerd.config import DeviceCodeCredential, Settings
-from bearerd.identity import CredentialClient
+from bearerd.config.schema import DeviceCodeCredential, Settings
+from bearerd.tokens.identity import CredentialClient
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -129,7 +129,7 @@ def _store(settings: Settings, client: CredentialClient, result: dict[str, Any])
 
 
 async def _share_with_fleet(settings: Settings, client: CredentialClient) -> bool:
-    from bearerd.fleet import Fleet  # the Redis client, only for fleets
+    from bearerd.tokens.fleet import Fleet  # the Redis client, only for fleets
 
     fleet = Fleet(settings.cache, settings.source_file)
     try:

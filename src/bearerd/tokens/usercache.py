@@ -24,7 +24,7 @@ from typing import Any
 import msal
 import structlog
 
-from bearerd.cacheprotect import MAGIC, PLAIN, CacheUndecryptable, KeyringSealer, KeyringUnavailable
+from bearerd.tokens.keyring import MAGIC, PLAIN, CacheUndecryptable, KeyringSealer, KeyringUnavailable
 
 log = structlog.get_logger("bearerd.cache")
 

@@ -14,7 +14,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 if TYPE_CHECKING:
-    from bearerd.app import Daemon
+    from bearerd.daemon.daemon import Daemon
 
 DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
 

@@ -15,11 +15,11 @@ from typing import Any
 
 import structlog
 
-from bearerd import eventloop
-from bearerd.app import Daemon, route_entry
-from bearerd.config import Settings
+from bearerd.config.schema import Settings
+from bearerd.daemon import eventloop
+from bearerd.daemon.daemon import Daemon, route_entry
+from bearerd.daemon.sdnotify import Notifier
 from bearerd.errors import ConfigError
-from bearerd.sdnotify import Notifier
 
 log = structlog.get_logger("bearerd.server")
 
