@@ -16,9 +16,9 @@ import sys
 import timeit
 from pathlib import Path
 
-from bearerd.config.schema import load_settings
+from bearerd.config.loader import load_config
 from bearerd.logs import configure_logging
-from bearerd.tokens.provider import Providers
+from bearerd.tokens.registry import Providers
 
 NUMBER = 200_000
 REPEAT = 7
@@ -26,7 +26,7 @@ REPEAT = 7
 
 async def measure(config: Path, route: str) -> dict[str, float | int]:
     configure_logging("json", "warning", stream=sys.stderr)  # only trouble; token.acquired is not the result
-    providers = Providers(load_settings(config)[0])
+    providers = Providers(load_config(config))
     try:
         provider = providers.for_route(route)
         await provider.fetch()

@@ -1,4 +1,8 @@
-"""Shared fixtures: a real emulator stack and a real daemon, on 127.0.0.1 ephemeral ports."""
+"""Fixtures every level shares: log scanning, and a real emulator stack and daemon on 127.0.0.1.
+
+Unit tests use none of the network fixtures; integration tests get an in-process daemon
+(``running``); system tests start processes through ``support.processes``.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,11 @@ from typing import Any
 
 import pytest
 
-from bearerd.config.schema import Settings, load_settings
+from bearerd.config.loader import Config, load_config
 from bearerd.emulator import EmulatorStack
 from bearerd.logs import configure_logging
-from helpers import TEST_APPS, ConfigWriter, Running, render_toml, stack_tables, start
+from support.configs import TEST_APPS, ConfigWriter, Tables, stack_tables, write_tables
+from support.inprocess import Running, start
 
 
 @pytest.fixture(autouse=True)
@@ -45,20 +50,22 @@ async def stack(tmp_path: Path) -> AsyncIterator[EmulatorStack]:
 
 @pytest.fixture
 def write_config(tmp_path: Path, stack: EmulatorStack) -> ConfigWriter:
-    def write(tables: dict[str, dict[str, Any]] | None = None, **route_overrides: Any) -> Path:
-        path = tmp_path / "bearerd.toml"
-        path.write_text(render_toml(tables if tables is not None else stack_tables(stack, **route_overrides)))
-        return path
+    """Write the standard config for ``stack`` (``**route_overrides`` change the secretapi route),
+    or the given tables, to the test's config file."""
+
+    def write(tables: Tables | None = None, **route_overrides: Any) -> Path:
+        chosen = tables if tables is not None else stack_tables(stack, **route_overrides)
+        return write_tables(tmp_path / "bearerd.toml", chosen)
 
     return write
 
 
 @pytest.fixture
-def settings(write_config: ConfigWriter) -> Settings:
-    return load_settings(write_config())[0]
+def config(write_config: ConfigWriter) -> Config:
+    return load_config(write_config())
 
 
 @pytest.fixture
-async def running(settings: Settings) -> AsyncIterator[Running]:
-    async with start(settings) as r:
+async def running(config: Config) -> AsyncIterator[Running]:
+    async with start(config) as r:
         yield r

@@ -18,14 +18,13 @@ from typing import TextIO
 import structlog
 
 from bearerd import __version__
-from bearerd.config.schema import ClientSecretCredential, Settings, load_settings
+from bearerd.config.loader import Config, load_config
 from bearerd.daemon import eventloop
-from bearerd.errors import ConfigError, ProxyError
+from bearerd.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConfigError, ProxyError
 from bearerd.logs import configure_logging
 
 log = structlog.get_logger("bearerd.cli")
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_CONFIG = "/etc/bearerd/bearerd.toml"
 
 
@@ -102,16 +101,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "ca":
             from bearerd.proxy.localca import LocalCA
 
-            settings = _load(args.config, sys.stderr)
-            assert settings.state_dir is not None  # noqa: S101 - load_settings always sets it
-            sys.stdout.write(LocalCA(settings.state_dir / "tls").cert_pem().decode())
+            config = _load(args.config, sys.stderr)
+            sys.stdout.write(LocalCA(config.state_dir / "tls").cert_pem().decode())
             return EXIT_OK
         if command == "login":
             from bearerd.tokens.login import login
 
-            settings = _load(args.config, sys.stderr)
+            config = _load(args.config, sys.stderr)
             configure_logging("auto", "error", stream=sys.stderr)
-            return login(settings, args.credential, browser=args.browser)
+            return login(config, args.credential, browser=args.browser)
         if command == "demo":
             from bearerd.demo import run_demo
 
@@ -131,39 +129,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_USAGE  # pragma: no cover - argparse enforces the command
 
 
-def _load(path: str, stream: TextIO) -> Settings:
-    settings, warnings = load_settings(path)
-    for warning in warnings:
+def _load(path: str, stream: TextIO) -> Config:
+    config = load_config(path)
+    for warning in config.warnings:
         print(f"bearerd: warning: {warning}", file=stream)
-    return settings
-
-
-def _secrets_of(settings: Settings) -> list[str]:
-    secrets: list[str] = []
-    if settings.server.client_auth is not None:
-        secrets.append(settings.server.client_auth.key.get_secret_value())
-    for cred in settings.credentials.values():
-        if isinstance(cred, ClientSecretCredential):
-            secrets.append(cred.secret.get_secret_value())
-    for secret in (settings.cache.password, settings.cache.encryption_key):
-        if secret.get_secret_value():
-            secrets.append(secret.get_secret_value())
-    return secrets
+    return config
 
 
 def _run(args: argparse.Namespace) -> int:
     from bearerd.daemon.serve import serve
 
-    settings, warnings = load_settings(args.config)
+    config = load_config(args.config)
+    server = config.settings.server
     configure_logging(
-        args.log_format or settings.server.log_format,
-        args.log_level or settings.server.log_level,
-        secrets=_secrets_of(settings),
+        args.log_format or server.log_format, args.log_level or server.log_level, secrets=config.secrets.values()
     )
-    for warning in warnings:
+    for warning in config.warnings:
         log.warning("config.warning", message=warning)
     try:
-        eventloop.run(serve(settings, load=lambda: load_settings(args.config)))
+        eventloop.run(serve(config, load=lambda: load_config(args.config)))
     except OSError as exc:
         log.error("startup_failed", error=str(exc))
         print(f"bearerd: cannot start: {exc}", file=sys.stderr)
@@ -173,10 +157,11 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def route_rows(settings: Settings) -> list[tuple[str, str, str, str]]:
-    from bearerd.daemon.daemon import route_entry
+def route_rows(config: Config) -> list[tuple[str, str, str, str]]:
+    from bearerd.proxy.routes import describe_entry
 
-    return [(name, route_entry(settings, name), r.upstream, r.credential) for name, r in settings.routes.items()]
+    settings = config.settings
+    return [(name, describe_entry(settings, name), r.upstream, r.credential) for name, r in settings.routes.items()]
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -186,19 +171,20 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def _routes(args: argparse.Namespace) -> int:
-    settings = _load(args.config, sys.stderr)
-    print(_table(("ROUTE", "LOCAL ENTRY", "UPSTREAM", "CREDENTIAL"), route_rows(settings)))
+    config = _load(args.config, sys.stderr)
+    print(_table(("ROUTE", "LOCAL ENTRY", "UPSTREAM", "CREDENTIAL"), route_rows(config)))
     return EXIT_OK
 
 
 def _check(args: argparse.Namespace) -> int:
-    settings = _load(args.config, sys.stderr)
+    config = _load(args.config, sys.stderr)
+    settings = config.settings
     print(f"{args.config}: OK — {len(settings.routes)} route(s), {len(settings.credentials)} credential(s)")
-    print(_table(("ROUTE", "LOCAL ENTRY", "UPSTREAM", "CREDENTIAL"), route_rows(settings)))
+    print(_table(("ROUTE", "LOCAL ENTRY", "UPSTREAM", "CREDENTIAL"), route_rows(config)))
     if not args.acquire:
         return EXIT_OK
-    configure_logging("auto", "error", stream=sys.stderr, secrets=_secrets_of(settings))
-    results = asyncio.run(_acquire_all(settings, list(settings.routes)))
+    configure_logging("auto", "error", stream=sys.stderr, secrets=config.secrets.values())
+    results = asyncio.run(_acquire_all(config, list(settings.routes)))
     rows = []
     for name, (token, error) in results.items():
         kind = settings.credentials[settings.routes[name].credential].kind
@@ -215,11 +201,11 @@ def _check(args: argparse.Namespace) -> int:
     return EXIT_OK if all(t is not None for t, _ in results.values()) else EXIT_FAILED
 
 
-async def _acquire_all(settings: Settings, names: list[str]) -> dict[str, tuple[str | None, str | None]]:
+async def _acquire_all(config: Config, names: list[str]) -> dict[str, tuple[str | None, str | None]]:
     """One token per route through the same providers the daemon uses (no listeners started)."""
-    from bearerd.tokens.provider import Providers
+    from bearerd.tokens.registry import Providers
 
-    providers = Providers(settings)
+    providers = Providers(config)
     out: dict[str, tuple[str | None, str | None]] = {}
     try:
         for name in names:
@@ -238,11 +224,11 @@ def _reload(args: argparse.Namespace) -> int:
     import urllib.error
     import urllib.request
 
-    settings = _load(args.config, sys.stderr)
-    if not settings.server.admin:
+    admin = _load(args.config, sys.stderr).settings.server.admin
+    if not admin:
         print("bearerd: [server] admin is disabled; send SIGHUP to the daemon instead", file=sys.stderr)
         return EXIT_USAGE
-    url = f"http://{settings.server.admin}/-/reload"
+    url = f"http://{admin}/-/reload"
     try:
         with urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=30) as resp:
             body = json.load(resp)
@@ -256,13 +242,13 @@ def _reload(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    settings = _load(args.config, sys.stderr)
-    if args.route not in settings.routes:
-        known = ", ".join(sorted(settings.routes))
+    config = _load(args.config, sys.stderr)
+    if args.route not in config.settings.routes:
+        known = ", ".join(sorted(config.settings.routes))
         print(f"bearerd: no route {args.route!r} in {args.config} (routes: {known})", file=sys.stderr)
         return EXIT_USAGE
-    configure_logging("auto", "error", stream=sys.stderr, secrets=_secrets_of(settings))
-    token, error = asyncio.run(_acquire_all(settings, [args.route]))[args.route]
+    configure_logging("auto", "error", stream=sys.stderr, secrets=config.secrets.values())
+    token, error = asyncio.run(_acquire_all(config, [args.route]))[args.route]
     if token is None:
         print(f"bearerd: {error}", file=sys.stderr)
         return EXIT_FAILED

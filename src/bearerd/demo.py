@@ -15,7 +15,7 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
-from bearerd.config.schema import load_settings
+from bearerd.config.loader import load_config
 from bearerd.daemon.daemon import Daemon
 from bearerd.daemon.serve import serve
 from bearerd.emulator import EmulatorStack
@@ -64,14 +64,13 @@ async def run_demo(port: int, workdir: Path | None) -> int:
         async with EmulatorStack(workdir / "emulator") as stack:
             config = workdir / "bearerd.toml"
             config.write_text(demo_config(stack, _free_port(port)))
-            settings, _ = load_settings(config)
+            loaded = load_config(config)
 
-            async def announce(daemon: Daemon) -> None:
+            async def announce(daemon: Daemon, admin: tuple[str, int] | None) -> None:
                 await daemon.wait_ready(within_s=10)
-                host, bound = daemon.listen_addresses[0]
+                host, bound = daemon.listeners.listen_addresses[0]
                 base = f"http://{host}:{bound}/{DEMO_ROUTE}"
                 app = stack.apps[DEMO_ROUTE]
-                admin = daemon.admin_address
                 lines = [
                     "",
                     "bearerd demo is running — Ctrl-C stops it.",
@@ -89,7 +88,7 @@ async def run_demo(port: int, workdir: Path | None) -> int:
                     lines.append(f"curl http://{admin[0]}:{admin[1]}/readyz")
                 print("\n".join(lines), flush=True)
 
-            await serve(settings, on_started=announce)
+            await serve(loaded, on_started=announce)
     return 0
 
 
@@ -98,6 +97,11 @@ async def run_emulator(workdir: Path | None) -> int:
         if workdir is None:
             workdir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="bearerd-emulator-")))
         async with EmulatorStack(workdir) as stack:
+            # Handlers first: whoever reads the banner may signal us at once.
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
             app = stack.apps[DEMO_ROUTE]
             print(
                 "\n".join(
@@ -113,10 +117,6 @@ async def run_emulator(workdir: Path | None) -> int:
                 ),
                 flush=True,
             )
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
             await stop.wait()
     print("stopped", file=sys.stderr)
     return 0

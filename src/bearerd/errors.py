@@ -1,9 +1,11 @@
 """The one exception tree of bearerd, and its rendering as RFC 9457 problem+json.
 
-Every failure a caller can see is a ``ProxyError``; foreign errors (aiohttp client errors,
+Every failure a caller can see is a ``ProxyError``; foreign errors (client-library errors,
 MSAL error dicts, ``requests`` exceptions) are translated into one of these at exactly one
-boundary each (``proxy.py`` for the upstream, ``tokens.py`` for the identity provider), with
-``raise ... from exc`` so the operator's log keeps the cause while the caller sees none of it::
+boundary each (``proxy/upstream.py`` for the upstream, ``tokens/identity.py`` and
+``tokens/provider.py`` for the identity provider), with ``raise ... from exc`` so the operator's
+log keeps the cause while the caller sees none of it. The route a failed request was for is
+added once, when the problem is rendered (``body(route)``)::
 
     BearerdError
     ├── ConfigError                   config file/env invalid: refuse to start
@@ -35,7 +37,15 @@ import json
 from typing import ClassVar
 
 PROBLEM_TYPE_BASE = "urn:bearerd:problem:"
-PROBLEM_CONTENT_TYPE = "application/problem+json"
+# Exit statuses of every command: success, a runtime failure, an invalid configuration or usage.
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def first_line(value: object, limit: int = 240) -> str:
+    """The first line of a message from elsewhere (an exception, an identity provider's
+    description), cut to ``limit``: enough to say what happened, never a multi-line dump."""
+    text = str(value).strip()
+    return (text.splitlines() or [""])[0][:limit]
 
 
 class BearerdError(Exception):
@@ -59,10 +69,9 @@ class ProxyError(BearerdError):
     slug: ClassVar[str] = "internal"
     title: ClassVar[str] = "Internal error"
 
-    def __init__(self, detail: str, *, route: str | None = None, retry_after: float | None = None) -> None:
+    def __init__(self, detail: str, *, retry_after: float | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
-        self.route = route
         self.retry_after = retry_after
 
     @property
@@ -75,15 +84,16 @@ class ProxyError(BearerdError):
             return {}
         return {"Retry-After": str(max(1, int(self.retry_after + 0.999)))}
 
-    def body(self) -> bytes:
+    def body(self, route: str | None = None) -> bytes:
+        """The problem+json document; ``route`` names the route the request was for, when known."""
         problem: dict[str, object] = {
             "type": self.type_uri,
             "title": self.title,
             "status": self.status,
             "detail": self.detail,
         }
-        if self.route is not None:
-            problem["route"] = self.route
+        if route is not None:
+            problem["route"] = route
         return json.dumps(problem).encode()
 
 

@@ -14,7 +14,7 @@ import time
 
 import structlog
 
-from bearerd.config.schema import Runtime
+from bearerd.config.environment import Runtime
 
 log = structlog.get_logger("bearerd.sdnotify")
 

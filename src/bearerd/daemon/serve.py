@@ -1,4 +1,7 @@
-"""Run the daemon until a signal says stop: the process-level wrapper around ``Daemon``.
+"""Run the daemon until a signal says stop: the process layer around ``Daemon``.
+
+It owns what only a process has: signals, the systemd notifications, reloading the config file
+(SIGHUP or ``POST /-/reload``) and the admin listener, which sees the daemon through a narrow view.
 
 Signals: SIGTERM/SIGINT → readiness false, STOPPING=1 to systemd, listeners closed, in-flight
 requests (long streams included) finish within ``shutdown_timeout_s``, the rest are cancelled.
@@ -15,15 +18,17 @@ from typing import Any
 
 import structlog
 
-from bearerd.config.schema import Settings
+from bearerd.config.loader import Config
 from bearerd.daemon import eventloop
-from bearerd.daemon.daemon import Daemon, route_entry
+from bearerd.daemon.admin import AdminListener
+from bearerd.daemon.daemon import Daemon
 from bearerd.daemon.sdnotify import Notifier
 from bearerd.errors import ConfigError
+from bearerd.proxy.routes import describe_entry
 
-log = structlog.get_logger("bearerd.server")
+log = structlog.get_logger("bearerd.serve")
 
-Loader = Callable[[], tuple[Settings, list[str]]]
+Loader = Callable[[], Config]
 
 
 def _reloader(daemon: Daemon, load: Loader, notifier: Notifier) -> Callable[[], Coroutine[Any, Any, tuple[bool, str]]]:
@@ -34,18 +39,18 @@ def _reloader(daemon: Daemon, load: Loader, notifier: Notifier) -> Callable[[], 
             notifier.reloading()
             try:
                 try:
-                    new, warnings = await asyncio.to_thread(load)
+                    new = await asyncio.to_thread(load)
                 except ConfigError as exc:
                     daemon.metrics.reloads.labels("rejected").inc()
                     log.error("reload.rejected", problems=exc.problems, file=exc.file)
                     return False, str(exc)
-                for warning in warnings:
+                for warning in new.warnings:
                     log.warning("config.warning", message=warning)
                 not_applied = await daemon.reload(new)
                 for note in not_applied:
                     log.warning("reload.partial", message=note)
                 daemon.metrics.reloads.labels("applied").inc()
-                log.info("reloaded", routes=sorted(daemon.routes))
+                log.info("reloaded", routes=sorted(daemon.routing.upstreams))
                 return True, "; ".join(not_applied) or "applied"
             finally:
                 notifier.ready("reloaded")
@@ -54,21 +59,22 @@ def _reloader(daemon: Daemon, load: Loader, notifier: Notifier) -> Callable[[], 
 
 
 async def serve(
-    settings: Settings,
-    on_started: Callable[[Daemon], Awaitable[None]] | None = None,
+    config: Config,
+    on_started: Callable[[Daemon, tuple[str, int] | None], Awaitable[None]] | None = None,
     load: Loader | None = None,
 ) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     main = asyncio.current_task()
     stops: list[str] = []
-    notifier = Notifier(settings.runtime)
+    server = config.settings.server
+    notifier = Notifier(config.runtime)
     background: set[asyncio.Task[object]] = set()
 
     def on_stop(sig: signal.Signals) -> None:
         stops.append(sig.name)
         if len(stops) == 1:
-            log.info("stopping", signal=sig.name, shutdown_timeout_s=settings.server.shutdown_timeout_s)
+            log.info("stopping", signal=sig.name, shutdown_timeout_s=server.shutdown_timeout_s)
             stop.set()
         elif main is not None:
             log.warning("stopping_now", signal=sig.name)
@@ -76,45 +82,63 @@ async def serve(
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_stop, sig)
+    daemon = Daemon(config)
+    reload = _reloader(daemon, load, notifier) if load is not None else None
+    # The admin listener outlives the daemon's drain: /readyz answers 503 while requests finish.
+    admin = AdminListener(daemon, server.admin, reload) if server.admin else None
     try:
-        async with Daemon(settings) as daemon:
-            if load is not None:
-                reload = daemon.reload_hook = _reloader(daemon, load, notifier)
+        async with daemon:
+            if reload is not None:
 
                 def on_hup() -> None:
+                    assert reload is not None  # noqa: S101 - checked above
                     task: asyncio.Task[object] = loop.create_task(reload())
                     background.add(task)
                     task.add_done_callback(background.discard)
 
                 loop.add_signal_handler(signal.SIGHUP, on_hup)
-            for name, route in daemon.routes.items():
-                log.info(
-                    "route",
-                    route=name,
-                    entry=route_entry(daemon.settings, name),
-                    upstream=route.settings.upstream,
-                    credential=route.settings.credential,
-                )
-            log.info(
-                "started",
-                listen=[f"{h}:{p}" for h, p in daemon.listen_addresses],
-                admin=f"{daemon.admin_address[0]}:{daemon.admin_address[1]}" if daemon.admin_address else None,
-                systemd_notify=notifier.enabled,
-                **eventloop.describe(),
-            )
-            notifier.ready(f"serving {len(daemon.routes)} route(s)")
-            watchdog = loop.create_task(notifier.watchdog())
-            try:
-                if on_started is not None:
-                    await on_started(daemon)
-                await stop.wait()
-            finally:
-                watchdog.cancel()
-                daemon.ready = False
-                notifier.stopping()
+            admin_address = await admin.start() if admin is not None else None
+            await _run(daemon, admin_address, notifier, stop, on_started)
     finally:
+        if admin is not None:
+            await admin.close()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         for task in background:
             task.cancel()
     log.info("stopped")
+
+
+async def _run(
+    daemon: Daemon,
+    admin: tuple[str, int] | None,
+    notifier: Notifier,
+    stop: asyncio.Event,
+    on_started: Callable[[Daemon, tuple[str, int] | None], Awaitable[None]] | None,
+) -> None:
+    settings = daemon.config.settings
+    for name, route in settings.routes.items():
+        log.info(
+            "route",
+            route=name,
+            entry=describe_entry(settings, name),
+            upstream=route.upstream,
+            credential=route.credential,
+        )
+    log.info(
+        "started",
+        listen=[f"{h}:{p}" for h, p in daemon.listeners.listen_addresses],
+        admin=f"{admin[0]}:{admin[1]}" if admin else None,
+        systemd_notify=notifier.enabled,
+        **eventloop.describe(),
+    )
+    notifier.ready(f"serving {len(settings.routes)} route(s)")
+    watchdog = asyncio.get_running_loop().create_task(notifier.watchdog())
+    try:
+        if on_started is not None:
+            await on_started(daemon, admin)
+        await stop.wait()
+    finally:
+        watchdog.cancel()
+        daemon.ready = False
+        notifier.stopping()

@@ -13,10 +13,8 @@ For tests it records every token-endpoint call and injects faults on request.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hmac
 import html
-import json
 import secrets
 import time
 import uuid
@@ -29,6 +27,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509 import load_pem_x509_certificate
 
+from bearerd.emulator.issuer import Issuer, b64url, requested_auth_contexts
 from bearerd.emulator.oauth_errors import EntraError
 from bearerd.emulator.pki import thumbprints
 from bearerd.emulator.users import DEVICE_CODE_GRANT, UserFlows
@@ -103,49 +102,6 @@ class Client:
 FEDERATION_AUDIENCE = "api://AzureADTokenExchange"
 
 
-@dataclass
-class SigningKey:
-    kid: str
-    private_key: rsa.RSAPrivateKey = field(repr=False)
-
-    @classmethod
-    def generate(cls) -> SigningKey:
-        return cls(kid=secrets.token_hex(8), private_key=rsa.generate_private_key(public_exponent=65537, key_size=2048))
-
-    def jwk(self) -> dict[str, str]:
-        numbers = self.private_key.public_key().public_numbers()
-        return {
-            "kty": "RSA",
-            "use": "sig",
-            "alg": "RS256",
-            "kid": self.kid,
-            "n": _b64int(numbers.n),
-            "e": _b64int(numbers.e),
-        }
-
-
-def _b64int(value: int) -> str:
-    raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def requested_auth_contexts(claims: str | None) -> list[str]:
-    """The ``acrs`` values a claims request (CAE challenge answer) asks for."""
-    if not claims:
-        return []
-    try:
-        wanted = json.loads(claims).get("access_token", {}).get("acrs", {})
-    except (ValueError, AttributeError):
-        return []
-    value = wanted.get("value") if isinstance(wanted, dict) else None
-    values = wanted.get("values") if isinstance(wanted, dict) else None
-    return [str(v) for v in ([value] if value else []) + list(values or [])]
-
-
 class EntraEmulator:
     def __init__(
         self,
@@ -156,21 +112,45 @@ class EntraEmulator:
         clock_skew_s: int = 0,
     ) -> None:
         self.tenant_id = tenant_id
-        self.token_lifetime_s = token_lifetime_s
+        self.tokens = Issuer(tenant_id, token_lifetime_s=token_lifetime_s, clock_skew_s=clock_skew_s)
         self.refresh_in_s = refresh_in_s
-        self.clock_skew_s = clock_skew_s
         self.clients: dict[str, Client] = {}
         self.resources: set[str] = set()
         self.faults = FaultPlan()
         self.calls: list[TokenCall] = []
         self.discovery_calls = 0
-        self.issued_tokens: list[str] = []
         self.system_identity: str | None = None
-        self.users = UserFlows(self)
-        # Set by the stack once the port is known; the issuer of id_tokens is under it.
-        self.authority_base = f"https://login.microsoftonline.com/{tenant_id}"
+        self.users = UserFlows(self.tokens, self.resources)
         self.identity_header = secrets.token_hex(16)
-        self._keys = [SigningKey.generate()]
+
+    # What tests read and set on the emulator; the issuer holds them.
+    @property
+    def token_lifetime_s(self) -> int:
+        return self.tokens.token_lifetime_s
+
+    @token_lifetime_s.setter
+    def token_lifetime_s(self, value: int) -> None:
+        self.tokens.token_lifetime_s = value
+
+    @property
+    def clock_skew_s(self) -> int:
+        return self.tokens.clock_skew_s
+
+    @clock_skew_s.setter
+    def clock_skew_s(self, value: int) -> None:
+        self.tokens.clock_skew_s = value
+
+    @property
+    def authority_base(self) -> str:
+        return self.tokens.authority_base
+
+    @authority_base.setter
+    def authority_base(self, value: str) -> None:
+        self.tokens.authority_base = value
+
+    @property
+    def issued_tokens(self) -> list[str]:
+        return self.tokens.issued_tokens
 
     # -- registration --------------------------------------------------------------------------
 
@@ -198,14 +178,13 @@ class EntraEmulator:
 
     @property
     def issuer(self) -> str:
-        """The ``iss`` of access tokens for App Proxy resources (v1 tokens)."""
-        return f"https://sts.windows.net/{self.tenant_id}/"
+        return self.tokens.issuer
 
     def rotate_signing_key(self) -> None:
-        self._keys.insert(0, SigningKey.generate())
+        self.tokens.rotate()
 
     def public_keys(self) -> dict[str, rsa.RSAPublicKey]:
-        return {k.kid: k.private_key.public_key() for k in self._keys}
+        return self.tokens.public_keys()
 
     def token_calls(self, client_id: str | None = None) -> int:
         return sum(1 for c in self.calls if client_id is None or c.client_id == client_id)
@@ -265,7 +244,7 @@ class EntraEmulator:
         )
 
     async def _jwks(self, request: web.Request) -> web.Response:
-        return web.json_response({"keys": [k.jwk() for k in self._keys]})
+        return web.json_response(self.tokens.jwks())
 
     async def _token(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
@@ -336,12 +315,6 @@ class EntraEmulator:
         sep = "&" if "?" in redirect else "?"
         raise web.HTTPFound(f"{redirect}{sep}code={code}&state={state}")
 
-    def issue_user_token(
-        self, audience: str, client_id: str, oid: str, upn: str, scp: str, acrs: list[str] | None = None
-    ) -> str:
-        """A delegated access token: ``scp`` instead of ``roles``, and the user's identity."""
-        return self._sign(audience, client_id, acrs, {"appidacr": "0", "scp": scp, "oid": oid, "sub": oid, "upn": upn})
-
     def _grant(self, request: web.Request, fields: dict[str, str]) -> dict[str, Any]:
         if fields.get("grant_type") in (DEVICE_CODE_GRANT, "refresh_token", "authorization_code"):
             return self.users.grant(fields)
@@ -409,7 +382,7 @@ class EntraEmulator:
         # MSAL pads its base64url thumbprints; Entra compares the digests, so padding doesn't matter.
         x5t_s256 = str(header.get("x5t#S256", "")).rstrip("=")
         x5t = str(header.get("x5t", "")).rstrip("=")
-        if x5t_s256 != _b64(sha256) and x5t != _b64(sha1):
+        if x5t_s256 != b64url(sha256) and x5t != b64url(sha1):
             raise EntraError(
                 401,
                 "invalid_client",
@@ -507,39 +480,10 @@ class EntraEmulator:
         return resource
 
     def _issue(self, audience: str, client: Client, acrs: list[str] | None = None) -> str:
-        """An app-only access token: ``roles``, and the app's own identity."""
+        """An app-only access token for a registered client."""
         oid = str(uuid.uuid5(uuid.NAMESPACE_URL, client.client_id))
-        extra = {
-            "appidacr": "2" if client.certificate_pem else "1",
-            "roles": list(client.roles),
-            "oid": oid,
-            "sub": oid,
-        }
-        return self._sign(audience, client.client_id, acrs, extra)
-
-    def _sign(self, audience: str, client_id: str, acrs: list[str] | None, extra: dict[str, Any]) -> str:
-        """An RS256 access token shaped like Entra's v1 tokens for App Proxy resources."""
-        now = int(time.time()) + self.clock_skew_s
-        claims: dict[str, Any] = {
-            "aud": audience,
-            "iss": self.issuer,
-            "iat": now,
-            "nbf": now,
-            "exp": now + self.token_lifetime_s,
-            "tid": self.tenant_id,
-            "appid": client_id,
-            "azp": client_id,
-            "ver": "1.0",
-            "uti": secrets.token_urlsafe(16),
-            "jti": secrets.token_urlsafe(16),
-            **extra,
-        }
-        if acrs:
-            claims["acrs"] = acrs
-        key = self._keys[0]
-        token = jwt.encode(claims, key.private_key, algorithm="RS256", headers={"kid": key.kid, "typ": "JWT"})
-        self.issued_tokens.append(token)
-        return token
+        appidacr = "2" if client.certificate_pem else "1"
+        return self.tokens.app_token(audience, client.client_id, list(client.roles), appidacr, oid, acrs or [])
 
     def _error_response(self, exc: EntraError, headers: dict[str, str] | None = None) -> web.Response:
         body = {

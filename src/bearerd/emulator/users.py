@@ -9,21 +9,19 @@ Revoking a user's refresh tokens makes the next refresh fail with ``invalid_gran
 
 from __future__ import annotations
 
-import base64
+import asyncio
 import hashlib
 import json
 import secrets
 import time
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
+from bearerd.emulator.issuer import Issuer, b64url, requested_auth_contexts
 from bearerd.emulator.oauth_errors import EntraError
-
-if TYPE_CHECKING:
-    from bearerd.emulator.entra import EntraEmulator
 
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 _OIDC_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
@@ -64,8 +62,9 @@ class Grant:
 
 
 class UserFlows:
-    def __init__(self, entra: EntraEmulator) -> None:
-        self.entra = entra
+    def __init__(self, tokens: Issuer, resources: set[str]) -> None:
+        self.tokens = tokens
+        self.resources = resources  # the tenant's registered resources (app ID URIs), shared with entra
         self.public_clients: set[str] = set()
         self.users: dict[str, User] = {}
         self.device_codes: dict[str, DeviceCode] = {}
@@ -74,6 +73,7 @@ class UserFlows:
         # The emulated browser session: who is signed in when /authorize is visited (None: nobody).
         self.browser_user: str | None = None
         self.auth_codes: dict[str, AuthCode] = {}
+        self._polls: dict[str, asyncio.Event] = {}  # user code -> set once a client polled while pending
 
     def register_public_client(self, client_id: str) -> None:
         self.public_clients.add(client_id)
@@ -90,6 +90,13 @@ class UserFlows:
                 flow.user = self.users[username]
                 return
         raise KeyError(user_code)
+
+    def _poll_event(self, user_code: str) -> asyncio.Event:
+        return self._polls.setdefault(user_code, asyncio.Event())
+
+    async def polled(self, user_code: str, within_s: float) -> None:
+        """Until a client has polled for ``user_code`` and been told ``authorization_pending``."""
+        await asyncio.wait_for(self._poll_event(user_code).wait(), within_s)
 
     def pending_user_codes(self) -> list[str]:
         return [f.user_code for f in self.device_codes.values() if f.user is None]
@@ -154,6 +161,7 @@ class UserFlows:
             if time.time() > flow.expires_at:
                 raise EntraError(400, "expired_token", 70020, "AADSTS70020: The provided value for the code expired.")
             if flow.user is None:
+                self._poll_event(flow.user_code).set()
                 raise EntraError(
                     400,
                     "authorization_pending",
@@ -169,7 +177,7 @@ class UserFlows:
                     400, "invalid_grant", 70008, "AADSTS70008: The provided authorization code is invalid."
                 )
             verifier = fields.get("code_verifier", "").encode()
-            if _b64(hashlib.sha256(verifier).digest()) != entry.challenge:
+            if b64url(hashlib.sha256(verifier).digest()) != entry.challenge:
                 raise EntraError(400, "invalid_grant", 501481, "AADSTS501481: The Code_Verifier does not match.")
             return self._tokens(entry.user, client_id, entry.scope, None, nonce=entry.nonce)
         token = fields.get("refresh_token", "")
@@ -183,19 +191,17 @@ class UserFlows:
     def _tokens(
         self, user: User, client_id: str, scope: str, claims: str | None, nonce: str | None = None
     ) -> dict[str, Any]:
-        from bearerd.emulator.entra import requested_auth_contexts
-
         resource, permissions, requested = self._resource_scope(scope)
         now = int(time.time())
-        tenant = self.entra.tenant_id
-        access = self.entra.issue_user_token(
+        tenant = self.tokens.tenant_id
+        access = self.tokens.user_token(
             resource, client_id, user.oid, user.username, permissions, requested_auth_contexts(claims)
         )
         refresh = secrets.token_urlsafe(48)
         self.refresh_tokens[refresh] = Grant(user, client_id, resource, permissions)
         id_claims = {
             "aud": client_id,
-            "iss": f"{self.entra.authority_base}/v2.0",
+            "iss": f"{self.tokens.authority_base}/v2.0",
             "iat": now,
             "nbf": now,
             "exp": now + 3600,
@@ -208,18 +214,16 @@ class UserFlows:
         }
         if nonce is not None:
             id_claims["nonce"] = nonce
-        id_token = (
-            ".".join(_b64(json.dumps(part).encode()) for part in ({"alg": "none", "typ": "JWT"}, id_claims)) + "."
-        )
+        id_token = self.tokens.unsigned_id_token(id_claims)
         return {
             "token_type": "Bearer",
             "scope": " ".join(requested) + " openid profile offline_access",
-            "expires_in": self.entra.token_lifetime_s,
-            "ext_expires_in": self.entra.token_lifetime_s,
+            "expires_in": self.tokens.token_lifetime_s,
+            "ext_expires_in": self.tokens.token_lifetime_s,
             "access_token": access,
             "refresh_token": refresh,
             "id_token": id_token,
-            "client_info": _b64(json.dumps({"uid": user.oid, "utid": tenant}).encode()),
+            "client_info": b64url(json.dumps({"uid": user.oid, "utid": tenant}).encode()),
         }
 
     def _resource_scope(self, scope: str) -> tuple[str, str, list[str]]:
@@ -228,7 +232,7 @@ class UserFlows:
         if not wanted:
             raise EntraError(400, "invalid_scope", 70011, "AADSTS70011: No resource scope was requested.")
         resource = wanted[0].rpartition("/")[0]
-        if resource not in self.entra.resources:
+        if resource not in self.resources:
             raise EntraError(
                 400, "invalid_resource", 500011, f"AADSTS500011: The resource principal named {resource} was not found."
             )
@@ -236,7 +240,3 @@ class UserFlows:
         if ".default" in permissions:
             permissions = {"user_impersonation"}
         return resource, " ".join(sorted(permissions)), wanted
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()

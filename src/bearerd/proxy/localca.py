@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from bearerd.tokens.usercache import write_atomically
+from bearerd.files import write_atomically
 
 _LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 

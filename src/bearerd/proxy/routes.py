@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes, urlsplit
 
-from bearerd.config.schema import RouteSettings
+from bearerd.config.schema import RouteSettings, Settings
 from bearerd.errors import BadRequest
 
 MAX_TARGET_LENGTH = 8190
@@ -201,3 +201,13 @@ def _strip_port(host: str) -> str:
     if host.startswith("["):
         return host.split("]", 1)[0] + "]"
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def describe_entry(settings: Settings, route: str) -> str:
+    """How a client reaches a route, for banners and tables."""
+    match = settings.routes[route].match
+    if match.path_prefix is not None:
+        return f"{', '.join(settings.server.listen)} {match.path_prefix}"
+    if match.host is not None:
+        return f"Host: {match.host}"
+    return f"{match.listen} (own port)"

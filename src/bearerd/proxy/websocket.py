@@ -1,19 +1,118 @@
-"""Relay WebSocket frames between a client and an upstream, both ways, until either side goes.
+"""WebSockets: the token on the handshake (retried like any refused request), then frames both ways.
 
-Each direction is one loop that awaits the send before reading the next frame, so a slow reader
-slows the writer down (back-pressure) instead of growing a buffer. Close codes and reasons are
-passed through; when one side ends, the other is closed and both loops finish.
+The handshake goes through the same ``send_with_token`` flow as every request, so a refused
+handshake gets one retry with a new token and a persisting sign-in redirect becomes
+``TokenRejected``. A redirect is reported, never followed. After the handshake each direction is
+one loop that awaits the send before reading the next frame, so a slow reader slows the writer
+down (back-pressure) instead of growing a buffer; close codes and reasons pass through.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from bearerd.proxy.exchange import Exchange
+from bearerd.proxy.retry import REDIRECTS, Answer, send_with_token
+from bearerd.proxy.routing import Upstream
+from bearerd.proxy.upstream import upstream_errors
 
 Socket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
+# Negotiated per hop: aiohttp negotiates its own with the upstream.
+_PER_HOP = ("Sec-WebSocket-Key", "Sec-WebSocket-Version", "Sec-WebSocket-Extensions", "Sec-WebSocket-Protocol")
+
+
+class HandshakeRedirect(aiohttp.ClientError):
+    """A WebSocket handshake answered with a redirect: reported, never followed."""
+
+    def __init__(self, status: int, headers: CIMultiDictProxy[str]) -> None:
+        super().__init__(f"redirect {status}")
+        self.status = status
+        self.headers = headers
+
+
+async def refuse_redirects(
+    request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+) -> aiohttp.ClientResponse:
+    """Client middleware for WebSocket handshakes: aiohttp's ws_connect would follow a redirect (and
+    could take the token along); a token only ever goes to its route's upstream."""
+    response = await handler(request)
+    if response.status in REDIRECTS:
+        response.release()
+        raise HandshakeRedirect(response.status, response.headers)
+    return response
+
+
+@dataclass(frozen=True, slots=True)
+class _Refused:
+    answer: Answer
+
+
+Handshake = aiohttp.ClientWebSocketResponse | _Refused
+
+
+async def proxy_websocket(
+    session: aiohttp.ClientSession,
+    request: web.BaseRequest,
+    upstream: Upstream,
+    url: URL,
+    headers: CIMultiDict[str],
+    token: str | None,
+    exchange: Exchange,
+) -> web.StreamResponse:
+    protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+    for name in _PER_HOP:
+        headers.popall(name, None)
+
+    async def handshake(with_token: str | None) -> Handshake:
+        if with_token is not None:
+            headers["Authorization"] = "Bearer " + with_token
+        with upstream_errors(None, "the WebSocket handshake"):
+            try:
+                return await session.ws_connect(
+                    url,
+                    headers=headers,
+                    protocols=protocols,
+                    ssl=upstream.ssl,
+                    proxy=upstream.proxy,
+                    timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10),
+                    max_msg_size=0,
+                    autoping=True,
+                )
+            except (aiohttp.WSServerHandshakeError, HandshakeRedirect) as exc:
+                location = exc.headers.get("Location") if exc.headers else None
+                challenges = tuple(exc.headers.getall("WWW-Authenticate", ())) if exc.headers else ()
+                return _Refused(Answer(exc.status, location, challenges))
+
+    remote, exchange.retried = await send_with_token(
+        handshake,
+        lambda h: h.answer if isinstance(h, _Refused) else Answer(101),
+        _discard,
+        token=token,
+        provider=upstream.provider,
+        hosts=upstream.sign_in_hosts,
+        replayable=True,
+    )
+    if isinstance(remote, _Refused):
+        status = remote.answer.status
+        return web.Response(status=status, text=f"upstream refused the WebSocket handshake ({status})\n")
+    client = web.WebSocketResponse(protocols=(remote.protocol,) if remote.protocol else (), max_msg_size=0)
+    try:
+        await client.prepare(request)
+        await relay(client, remote)
+    finally:
+        await remote.close()
+    return client
+
+
+def _discard(handshake: Handshake) -> None:
+    """Only refused handshakes are ever retried, and they hold no connection: nothing to release."""
 
 
 async def _pump(src: Socket, dst: Socket) -> None:

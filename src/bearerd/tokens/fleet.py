@@ -22,8 +22,9 @@ tokens multiplies the load, and a fleet's cold start becomes a burst. With ``[ca
   once, ``bearerd_fleet_connected`` set to 0); a monitor pings until Redis answers and rejoins.
   Requests never wait on Redis: the hot path reads the in-memory token as before.
 
-The MSAL token cache of user (device-code) credentials travels too, so one ``bearerd login``
-serves the whole fleet and the refresh token's rotations stay in one chain.
+``Fleet`` is the connection (health, key check, primitives); ``FleetSource`` is one provider's
+place in it and runs the protocol above; the MSAL cache of user credentials travels with the
+record (``fleet_signin.py``), so one ``bearerd login`` serves the whole fleet.
 """
 
 from __future__ import annotations
@@ -42,14 +43,18 @@ from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
+from pydantic import SecretStr
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from bearerd.config.loader import Config
 from bearerd.config.schema import CacheSettings
-from bearerd.errors import ConfigError
+from bearerd.errors import ConfigError, first_line
 from bearerd.tokens.aead import SealBroken, Sealer
-from bearerd.tokens.identity import AcquiredToken, CredentialClient, IdentityProviderError, LoginRequired
+from bearerd.tokens.fleet_signin import SharedSignIn, identity_fingerprint
+from bearerd.tokens.results import AcquiredToken, IdentityProviderError, SignInRequired
+from bearerd.tokens.sources import LocalSource, Origin
 
 log = structlog.get_logger("bearerd.fleet")
 
@@ -88,86 +93,49 @@ class SharedFailure:
     retry_in: float
 
     def error(self) -> IdentityProviderError:
-        kind = LoginRequired if self.login_required else IdentityProviderError
-        error = kind(self.message, code=self.code, retry_after=self.retry_in, permanent=self.permanent)
-        error.shared = True  # another replica's attempt: this one waits it out without growing its backoff
-        return error
-
-
-class FleetLink:
-    """One provider's place in the fleet: its Redis keys and the client whose MSAL cache travels."""
-
-    def __init__(self, fleet: Fleet, client: CredentialClient, scopes: tuple[str, ...]) -> None:
-        self.fleet = fleet
-        self.client = client
-        # The key names the identity, not just the credential's name: a replica whose
-        # [credentials.NAME] points at another app, tenant or user (a config change rolling out)
-        # must never adopt the other identity's token. The name is also the AEAD's associated data.
-        who = identity_fingerprint(client)
-        digest = hashlib.sha256("\n".join(scopes).encode()).hexdigest()[:16]
-        base = f"{fleet.prefix}{client.name}:{who}:{digest}"
-        self.record_key = f"{base}:token"
-        self.lock_key = f"{base}:lock"
-        self.failure_key = f"{base}:failure"
-        self.msal_key = msal_key(fleet.prefix, client) if client.persistent_cache is not None else None
-        # A holder may take a few identity-provider round trips (discovery, then the token), each
-        # up to timeout_s; it renews its lock that long at most, and waiters wait that long.
-        self.max_hold_s = 3 * client.credential.timeout_s + fleet.settings.lock_ttl_s
-        self.wait_s = self.max_hold_s + fleet.settings.lock_ttl_s
-
-    async def acquire(
-        self, acquire_alone: Callable[[], Awaitable[AcquiredToken]], avoid: str | None
-    ) -> tuple[AcquiredToken, str]:
-        """A token and where it came from: ``shared`` (another replica's), ``fleet`` (we acquired
-        it for everyone) or ``local`` (Redis unusable: acquired for ourselves)."""
-        return await self.fleet.acquire(self, acquire_alone, avoid)
-
-
-def identity_fingerprint(client: CredentialClient) -> str:
-    """Who the tokens are for: kind, authority, app and user or managed identity (no secret)."""
-    cred = client.credential
-    fields = {
-        "kind": cred.kind,
-        "authority": getattr(cred, "authority_url", ""),
-        "client_id": getattr(cred, "client_id", None),
-        "username": getattr(cred, "username", None),
-        "object_id": getattr(cred, "object_id", None),
-        "resource_id": getattr(cred, "resource_id", None),
-    }
-    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def msal_key(prefix: str, client: CredentialClient) -> str:
-    """Where a user credential's MSAL cache lives: per identity, shared by all of its scopes."""
-    return f"{prefix}{client.name}:{identity_fingerprint(client)}:msal"
+        kind = SignInRequired if self.login_required else IdentityProviderError
+        return kind(self.message, code=self.code, retry_after=self.retry_in, permanent=self.permanent, shared=True)
 
 
 class Fleet:
+    """The Redis connection a daemon's providers share: health, key check and primitives."""
+
     def __init__(
-        self, settings: CacheSettings, source_file: str, on_connected: Callable[[bool], None] | None = None
+        self,
+        settings: CacheSettings,
+        key: SecretStr,
+        password: SecretStr | None,
+        source_file: str,
+        on_connected: Callable[[bool], None] | None = None,
     ) -> None:
         assert settings.url is not None  # noqa: S101 - the settings model requires it for redis
         self.settings = settings
         self.prefix = settings.key_prefix
         self._source_file = source_file
-        self._sealer = Sealer(base64.b64decode(settings.encryption_key.get_secret_value()))
+        self.sealer = Sealer(base64.b64decode(key.get_secret_value()))
         options: dict[str, Any] = {
             "socket_connect_timeout": settings.connect_timeout_s,
             "socket_timeout": settings.timeout_s,
             "retry": Retry(NoBackoff(), 0),  # a failure switches us to local at once; the monitor retries
             "username": settings.username,
-            "password": settings.password.get_secret_value() or None,
+            "password": password.get_secret_value() if password is not None else None,
         }
         if settings.url.startswith("rediss://"):
             options["ssl_check_hostname"] = True  # older redis-py defaulted to False
             if settings.ca_file is not None:
                 options["ssl_ca_certs"] = str(settings.ca_file)
-        self._redis: aioredis.Redis = aioredis.Redis.from_url(settings.url, **options)
+        self.redis: aioredis.Redis = aioredis.Redis.from_url(settings.url, **options)
         self._on_connected = on_connected
         self.connected: bool | None = None  # None until the first answer (or failure)
         self._monitor: asyncio.Task[None] | None = None
-        self._rng = random.Random()  # noqa: S311 - jitter, not cryptography
+        self.rng = random.Random()  # noqa: S311 - jitter, not cryptography
         self.where = _redacted(settings.url)
+
+    @classmethod
+    def for_config(cls, config: Config, on_connected: Callable[[bool], None] | None = None) -> Fleet:
+        secrets = config.secrets
+        assert secrets.fleet_key is not None  # noqa: S101 - resolved at load time for backend = "redis"
+        return cls(config.settings.cache, secrets.fleet_key, secrets.redis_password, config.source_file, on_connected)
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -176,28 +144,28 @@ class Fleet:
         try:
             await self._check_key()
         except FleetUnavailable as exc:
-            self._set_connected(False, str(exc))
+            self.set_connected(False, str(exc))
         else:
-            self._set_connected(True)
+            self.set_connected(True)
         self._monitor = asyncio.get_running_loop().create_task(self._watch(), name="fleet-monitor")
 
     async def close(self) -> None:
         if self._monitor is not None:
             self._monitor.cancel()
             await asyncio.gather(self._monitor, return_exceptions=True)
-        await self._redis.aclose()
+        await self.redis.aclose()
 
-    def link(self, client: CredentialClient, scopes: tuple[str, ...]) -> FleetLink:
-        return FleetLink(self, client, scopes)
+    def source(self, local: LocalSource) -> FleetSource:
+        return FleetSource(self, local)
 
     async def _check_key(self) -> None:
         name = f"{self.prefix}keycheck"
-        blob = await self._call(self._redis.get(name))
+        blob = await self.call(self.redis.get(name))
         if blob is None:
-            await self._call(self._redis.set(name, self._sealer.seal(name, KEY_CHECK_PLAINTEXT), nx=True))
-            blob = await self._call(self._redis.get(name))
+            await self.call(self.redis.set(name, self.sealer.seal(name, KEY_CHECK_PLAINTEXT), nx=True))
+            blob = await self.call(self.redis.get(name))
         try:
-            self._sealer.open(name, blob)
+            self.sealer.open(name, blob)
         except SealBroken:
             raise ConfigError(
                 self._source_file,
@@ -213,18 +181,18 @@ class Fleet:
             await asyncio.sleep(MONITOR_UP_S if self.connected else MONITOR_DOWN_S)
             try:
                 if self.connected:
-                    await self._call(self._redis.ping())
+                    await self.call(self.redis.ping())
                 else:
                     await self._check_key()
-                    self._set_connected(True)
+                    self.set_connected(True)
             except FleetUnavailable as exc:
-                self._set_connected(False, str(exc))
+                self.set_connected(False, str(exc))
             except ConfigError as exc:
                 # Someone re-keyed the fleet while we ran: stay alone rather than trust its records.
                 log.error("fleet.key_mismatch", error=str(exc))
-                self._set_connected(False, "key mismatch")
+                self.set_connected(False, "key mismatch")
 
-    def _set_connected(self, connected: bool, reason: str = "") -> None:
+    def set_connected(self, connected: bool, reason: str = "") -> None:
         if connected == self.connected:
             return
         first = self.connected is None
@@ -236,165 +204,140 @@ class Fleet:
         else:
             log.warning("fleet.unavailable", redis=self.where, error=reason, fallback="local acquisition")
 
-    async def _call(self, pending: Awaitable[Any]) -> Any:
+    async def call(self, pending: Awaitable[Any]) -> Any:
+        """Await a Redis command; any Redis or socket failure becomes ``FleetUnavailable``."""
         try:
             return await pending
         except (RedisError, OSError) as exc:
-            raise FleetUnavailable(f"{type(exc).__name__}: {_first_line(exc)}") from None
+            raise FleetUnavailable(f"{type(exc).__name__}: {first_line(exc, 200)}") from None
 
-    # -- acquisition --------------------------------------------------------------------------
 
-    async def acquire(
-        self, link: FleetLink, acquire_alone: Callable[[], Awaitable[AcquiredToken]], avoid: str | None
-    ) -> tuple[AcquiredToken, str]:
-        if not self.connected:
-            return await acquire_alone(), "local"
+class FleetSource:
+    """One provider's place in the fleet: its record, lock and failure keys, and the protocol."""
+
+    def __init__(self, fleet: Fleet, local: LocalSource) -> None:
+        self.fleet = fleet
+        self.local = local
+        client = local.client
+        # The key names the identity, not just the credential's name: a replica whose
+        # [credentials.NAME] points at another app, tenant or user (a config change rolling out)
+        # must never adopt the other identity's token. The name is also the AEAD's associated data.
+        digest = hashlib.sha256("\n".join(local.scopes).encode()).hexdigest()[:16]
+        base = f"{fleet.prefix}{client.name}:{identity_fingerprint(client)}:{digest}"
+        self.record_key = f"{base}:token"
+        self.lock_key = f"{base}:lock"
+        self.failure_key = f"{base}:failure"
+        self.sign_in = SharedSignIn(fleet, client) if client.persistent_cache is not None else None
+        # A holder may take a few identity-provider round trips (discovery, then the token), each
+        # up to timeout_s; it renews its lock that long at most, and waiters wait that long.
+        self.max_hold_s = 3 * client.credential.timeout_s + fleet.settings.lock_ttl_s
+        self.wait_s = self.max_hold_s + fleet.settings.lock_ttl_s
+
+    async def acquire(self, claims: str | None, avoid: str | None) -> tuple[AcquiredToken, Origin]:
+        """Another replica's token (``shared``), one we acquired for everyone (``fleet``), or — when
+        Redis can't help, or for a claims challenge, which is this request's own — ``local``."""
+        fleet = self.fleet
+        if claims is not None or not fleet.connected:
+            return await self.local.acquire(claims, avoid)
         try:
-            return await self._coordinated(link, acquire_alone, avoid)
+            return await self._coordinated(avoid)
         except FleetUnavailable as exc:
-            self._set_connected(False, str(exc))
+            fleet.set_connected(False, str(exc))
         except _HolderSilent as exc:
-            log.warning("fleet.holder_silent", key=link.lock_key, error=str(exc), fallback="local acquisition")
-        return await acquire_alone(), "local"
+            log.warning("fleet.holder_silent", key=self.lock_key, error=str(exc), fallback="local acquisition")
+        return await self.local.acquire(None, avoid)
 
-    async def _coordinated(
-        self, link: FleetLink, acquire_alone: Callable[[], Awaitable[AcquiredToken]], avoid: str | None
-    ) -> tuple[AcquiredToken, str]:
+    async def _coordinated(self, avoid: str | None) -> tuple[AcquiredToken, Origin]:
+        fleet, redis = self.fleet, self.fleet.redis
         loop = asyncio.get_running_loop()
-        give_up_at = loop.time() + link.wait_s
+        give_up_at = loop.time() + self.wait_s
         while True:
-            record_blob, failure_blob = await self._call(self._redis.mget(link.record_key, link.failure_key))
-            shared = self._usable(link, record_blob, avoid)
+            record_blob, failure_blob = await fleet.call(redis.mget(self.record_key, self.failure_key))
+            shared = self._usable(record_blob, avoid)
             if shared is not None:
                 return shared, "shared"
             if failure_blob is not None:
-                raise self._failure(failure_blob, await self._call(self._redis.pttl(link.failure_key))).error()
+                raise _failure(failure_blob, await fleet.call(redis.pttl(self.failure_key))).error()
             holder = secrets.token_hex(16)
-            ttl_ms = int(self.settings.lock_ttl_s * 1000)
-            if await self._call(self._redis.set(link.lock_key, holder, nx=True, px=ttl_ms)):
-                return await self._as_holder(link, holder, acquire_alone, avoid)
+            ttl_ms = int(fleet.settings.lock_ttl_s * 1000)
+            if await fleet.call(redis.set(self.lock_key, holder, nx=True, px=ttl_ms)):
+                return await self._as_holder(holder, avoid)
             if loop.time() >= give_up_at:
-                raise _HolderSilent(f"no token from the replica holding the lock within {link.wait_s:.0f} s")
-            await asyncio.sleep(self._rng.uniform(POLL_MIN_S, POLL_MAX_S))
+                raise _HolderSilent(f"no token from the replica holding the lock within {self.wait_s:.0f} s")
+            await asyncio.sleep(fleet.rng.uniform(POLL_MIN_S, POLL_MAX_S))
 
-    async def _as_holder(
-        self, link: FleetLink, holder: str, acquire_alone: Callable[[], Awaitable[AcquiredToken]], avoid: str | None
-    ) -> tuple[AcquiredToken, str]:
-        renewing = asyncio.get_running_loop().create_task(self._renew(link, holder))
+    async def _as_holder(self, holder: str, avoid: str | None) -> tuple[AcquiredToken, Origin]:
+        fleet = self.fleet
+        renewing = asyncio.get_running_loop().create_task(self._renew(holder))
         try:
             # Someone may have finished between our look and our lock.
-            shared = self._usable(link, await self._call(self._redis.get(link.record_key)), avoid)
+            shared = self._usable(await fleet.call(fleet.redis.get(self.record_key)), avoid)
             if shared is not None:
                 return shared, "shared"
-            await self._import_msal_cache(link)
+            if self.sign_in is not None:
+                await self.sign_in.pull()
             try:
-                acquired = await acquire_alone()
+                acquired, _ = await self.local.acquire(None, avoid)
             except IdentityProviderError as exc:
-                await self._share_failure(link, exc)
+                await self._share_failure(exc)
                 raise
             try:
-                await self._publish(link, acquired)
+                await self._publish(acquired)
             except FleetUnavailable as exc:
-                self._set_connected(False, str(exc))
+                fleet.set_connected(False, str(exc))
                 return acquired, "local"
             return acquired, "fleet"
         finally:
             renewing.cancel()
             with contextlib.suppress(FleetUnavailable):  # if Redis is gone, the lock expires by itself
-                await self._call(self._redis.eval(_RELEASE, 1, link.lock_key, holder))
+                await fleet.call(fleet.redis.eval(_RELEASE, 1, self.lock_key, holder))
 
-    async def _renew(self, link: FleetLink, holder: str) -> None:
+    async def _renew(self, holder: str) -> None:
         """Keep our lock while we work, but not forever: a holder stuck past ``max_hold_s`` lets go."""
-        ttl_ms = int(self.settings.lock_ttl_s * 1000)
-        give_up_at = asyncio.get_running_loop().time() + link.max_hold_s - self.settings.lock_ttl_s
-        while asyncio.get_running_loop().time() < give_up_at:
-            await asyncio.sleep(self.settings.lock_ttl_s / 3)
+        fleet = self.fleet
+        ttl_s = fleet.settings.lock_ttl_s
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + self.max_hold_s - ttl_s
+        while loop.time() < give_up_at:
+            await asyncio.sleep(ttl_s / 3)
             try:
-                await self._call(self._redis.eval(_RENEW, 1, link.lock_key, holder, ttl_ms))
+                await fleet.call(fleet.redis.eval(_RENEW, 1, self.lock_key, holder, int(ttl_s * 1000)))
             except FleetUnavailable:
                 return
 
-    def _usable(self, link: FleetLink, blob: bytes | None, avoid: str | None) -> AcquiredToken | None:
+    def _usable(self, blob: bytes | None, avoid: str | None) -> AcquiredToken | None:
         """The shared token when it is there, ours to read, not the refused one and not yet due."""
         if blob is None:
             return None
         try:
-            record = json.loads(self._sealer.open(link.record_key, blob))
+            record = json.loads(self.fleet.sealer.open(self.record_key, blob))
         except SealBroken:
-            log.error("fleet.record_undecryptable", key=link.record_key)
+            log.error("fleet.record_undecryptable", key=self.record_key)
             return None
         now = time.time()
         value = str(record["token"])
         if value == avoid or now >= float(record["refresh_at"]):
             return None
         return AcquiredToken(
-            value=value,
-            expires_in=float(record["expires_at"]) - now,
-            refresh_in=float(record["refresh_at"]) - now,
-            from_cache=True,
+            value=value, expires_in=float(record["expires_at"]) - now, refresh_in=float(record["refresh_at"]) - now
         )
 
-    async def _publish(self, link: FleetLink, acquired: AcquiredToken) -> None:
+    async def _publish(self, acquired: AcquiredToken) -> None:
         now = time.time()
         lifetime = max(1.0, acquired.expires_in)
         refresh_in = acquired.refresh_in if acquired.refresh_in is not None else lifetime / 2
         record = {"token": acquired.value, "expires_at": now + lifetime, "refresh_at": now + min(refresh_in, lifetime)}
-        sealed = self._sealer.seal(link.record_key, json.dumps(record).encode())
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.set(link.record_key, sealed, px=int(lifetime * 1000))
-        pipe.delete(link.failure_key)
-        if link.msal_key is not None:
-            cache = link.client.persistent_cache
-            assert cache is not None  # noqa: S101 - msal_key is set only for these
-            try:
-                text = await asyncio.to_thread(cache.export_text)
-            except Exception as exc:  # a local disk or keyring problem must not cost the new token
-                log.error("fleet.cache_export_failed", error_type=type(exc).__name__)
-            else:
-                pipe.set(link.msal_key, self._sealed_msal(link.msal_key, text))
-        await self._call(pipe.execute())
+        sealed = self.fleet.sealer.seal(self.record_key, json.dumps(record).encode())
+        pipe = self.fleet.redis.pipeline(transaction=True)
+        pipe.set(self.record_key, sealed, px=int(lifetime * 1000))
+        pipe.delete(self.failure_key)
+        if self.sign_in is not None:
+            stamped = await self.sign_in.stamped()
+            if stamped is not None:
+                pipe.set(self.sign_in.key, stamped)
+        await self.fleet.call(pipe.execute())
 
-    async def publish_sign_in(self, client: CredentialClient) -> bool:
-        """After `bearerd login`: put the new sign-in where every replica finds it, and lift the
-        fleet's shared "login required" records so the next attempt uses it at once."""
-        cache = client.persistent_cache
-        if cache is None:
-            return False
-        key = msal_key(self.prefix, client)
-        text = await asyncio.to_thread(cache.export_text)
-        try:
-            await self._redis.set(key, self._sealed_msal(key, text))
-            pattern = f"{self.prefix}{client.name}:{identity_fingerprint(client)}:*:failure"
-            stale = [k async for k in self._redis.scan_iter(pattern)]
-            if stale:
-                await self._redis.delete(*stale)
-        except (RedisError, OSError) as exc:
-            log.warning("fleet.sign_in_not_shared", redis=self.where, error=f"{type(exc).__name__}: {_first_line(exc)}")
-            return False
-        return True
-
-    def _sealed_msal(self, key: str, text: str) -> bytes:
-        """The MSAL cache as the fleet keeps it: stamped, so a newer local sign-in can win (cache.py)."""
-        return self._sealer.seal(key, json.dumps({"written_at": time.time(), "cache": text}).encode())
-
-    async def _import_msal_cache(self, link: FleetLink) -> None:
-        if link.msal_key is None:
-            return
-        blob = await self._call(self._redis.get(link.msal_key))
-        cache = link.client.persistent_cache
-        if blob is None or cache is None:
-            return
-        try:
-            shared = json.loads(self._sealer.open(link.msal_key, blob))
-        except SealBroken:
-            log.error("fleet.record_undecryptable", key=link.msal_key)
-            return
-        try:
-            await asyncio.to_thread(cache.merge_shared, str(shared["cache"]), float(shared["written_at"]))
-        except Exception as exc:  # the local copy stays as it was; the acquisition goes on with it
-            log.error("fleet.cache_import_failed", error_type=type(exc).__name__)
-
-    async def _share_failure(self, link: FleetLink, error: IdentityProviderError) -> None:
+    async def _share_failure(self, error: IdentityProviderError) -> None:
         """Share the identity provider's own answer (throttling, refusal, outage) — not this
         replica's local trouble (its network, its assertion file), which others may not have."""
         if error.code in LOCAL_FAILURES:
@@ -404,30 +347,26 @@ class Fleet:
             "message": str(error),
             "code": error.code,
             "permanent": error.permanent,
-            "login_required": isinstance(error, LoginRequired),
+            "login_required": isinstance(error, SignInRequired),
         }
         try:
-            await self._call(self._redis.set(link.failure_key, json.dumps(body), px=int(retry_in * 1000)))
+            await self.fleet.call(self.fleet.redis.set(self.failure_key, json.dumps(body), px=int(retry_in * 1000)))
         except FleetUnavailable as exc:
-            self._set_connected(False, str(exc))
+            self.fleet.set_connected(False, str(exc))
 
-    @staticmethod
-    def _failure(blob: bytes, pttl_ms: int) -> SharedFailure:
-        body = json.loads(blob)
-        return SharedFailure(
-            message=str(body["message"]),
-            code=str(body["code"]),
-            permanent=bool(body["permanent"]),
-            login_required=bool(body["login_required"]),
-            retry_in=max(0.1, pttl_ms / 1000),
-        )
+
+def _failure(blob: bytes, pttl_ms: int) -> SharedFailure:
+    body = json.loads(blob)
+    return SharedFailure(
+        message=str(body["message"]),
+        code=str(body["code"]),
+        permanent=bool(body["permanent"]),
+        login_required=bool(body["login_required"]),
+        retry_in=max(0.1, pttl_ms / 1000),
+    )
 
 
 def _redacted(url: str) -> str:
     """The Redis URL for logs: scheme, host, port and database, never credentials."""
     scheme, _, rest = url.partition("://")
     return f"{scheme}://{rest.rpartition('@')[2].partition('?')[0]}"
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [""])[0][:200]

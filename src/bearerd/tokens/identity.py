@@ -12,135 +12,37 @@ this module, which
 * turns every outcome into an ``AcquiredToken`` or an ``IdentityProviderError`` whose message is
   safe to log and to show (no token, secret or assertion, ever).
 
-Nothing here is async and nothing here is called on the event loop: ``tokens.py`` runs it in a
+Nothing here is async and nothing here is called on the event loop: ``sources.py`` runs it in a
 worker thread.
 """
 
 from __future__ import annotations
 
-import contextvars
-import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import msal
 import requests
-from requests.adapters import HTTPAdapter
 
+from bearerd.config.environment import Egress
+from bearerd.config.loader import Config
 from bearerd.config.schema import (
     CertificateCredential,
     ClientAssertionCredential,
     ClientSecretCredential,
     Credential,
     DeviceCodeCredential,
-    Egress,
     ManagedIdentityCredential,
 )
-from bearerd.errors import ConfigError
+from bearerd.config.secrets import CredentialSecrets
+from bearerd.errors import ConfigError, first_line
 from bearerd.tokens.keyring import KeyringUnavailable, choose_sealer
-from bearerd.tokens.usercache import PersistentTokenCache
-
-# The worker thread records the identity provider's Retry-After here; the caller owns the dict.
-_retry_after_sink: contextvars.ContextVar[dict[str, float] | None] = contextvars.ContextVar(
-    "bearerd_retry_after", default=None
-)
-
-
-class IdentityProviderError(Exception):
-    """A failed acquisition, described without any secret.
-
-    ``retry_after`` is the provider's own Retry-After when it sent one.
-    ``permanent`` marks answers that retrying won't fix (bad secret, unknown scope): they still
-    back off, just not as eagerly.
-    """
-
-    def __init__(self, message: str, *, code: str, retry_after: float | None = None, permanent: bool = False) -> None:
-        super().__init__(message)
-        self.code = code
-        self.retry_after = retry_after
-        self.permanent = permanent
-        self.shared = False  # set by fleet.py: another replica's failure, adopted from Redis
-
-
-@dataclass(frozen=True, slots=True)
-class AcquiredToken:
-    value: str = field(repr=False)
-    expires_in: float
-    refresh_in: float | None
-    from_cache: bool
-
-
-def tls_context(ca_file: str | None) -> ssl.SSLContext:
-    """System trust plus the configured CA file: ``ca_file`` adds trust, it doesn't replace it."""
-    context = ssl.create_default_context()
-    if ca_file:
-        context.load_verify_locations(cafile=ca_file)
-    return context
-
-
-class _ContextAdapter(HTTPAdapter):
-    """An adapter whose connection pools verify with our SSL context."""
-
-    def __init__(self, context: ssl.SSLContext) -> None:
-        self._context = context
-        super().__init__(max_retries=0)
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["ssl_context"] = self._context
-        super().init_poolmanager(*args, **kwargs)
-
-    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-        proxy_kwargs["ssl_context"] = self._context
-        return super().proxy_manager_for(proxy, **proxy_kwargs)
-
-
-class MsalSession(requests.Session):
-    """The HTTP client MSAL uses for one credential.
-
-    ``trust_env`` is off so ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` cannot override our trust;
-    the outbound proxy the environment asked for is applied explicitly from the settings instead.
-    MSAL's own timeout and retry adapter don't apply to a custom session, so they are set here.
-    """
-
-    def __init__(self, context: ssl.SSLContext, egress: Egress, connect_timeout: float, timeout: float) -> None:
-        super().__init__()
-        self.trust_env = False
-        self._egress = egress
-        self._timeout = (connect_timeout, timeout)
-        self.mount("https://", _ContextAdapter(context))
-
-    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
-        target = url.decode() if isinstance(url, bytes) else url
-        kwargs.setdefault("timeout", self._timeout)
-        proxy = self._egress.proxy_for(target)
-        if proxy and not kwargs.get("proxies"):
-            kwargs["proxies"] = {"https": proxy, "http": proxy}
-        response = super().request(method, url, *args, **kwargs)
-        sink = _retry_after_sink.get()
-        if sink is not None and response.status_code in (429, 503):
-            seconds = _parse_retry_after(response.headers.get("Retry-After"))
-            if seconds is not None:
-                sink["retry_after"] = seconds
-        return response
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    from email.utils import parsedate_to_datetime
-
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
+from bearerd.tokens.msal_http import MsalSession, tls_context
+from bearerd.tokens.results import AcquiredToken, IdentityProviderError, SignInRequired
+from bearerd.tokens.usercache import PersistentTokenCache, cache_path
 
 
 class _NoReplayCache(dict[Any, Any]):
@@ -174,29 +76,27 @@ def _managed_identity(cred: ManagedIdentityCredential) -> Any:
 
 
 def _client_credential(
-    cred: ClientSecretCredential | CertificateCredential | ClientAssertionCredential,
+    cred: ClientSecretCredential | CertificateCredential | ClientAssertionCredential, secrets: CredentialSecrets
 ) -> str | dict[str, Any]:
     if isinstance(cred, ClientSecretCredential):
-        return cred.secret.get_secret_value()
+        assert secrets.client_secret is not None  # noqa: S101 - resolved at load time
+        return secrets.client_secret.get_secret_value()
     if isinstance(cred, ClientAssertionCredential):
         return {"client_assertion": _read_assertion(cred.token_file)}
-    assert isinstance(cred, CertificateCredential)  # noqa: S101 - exhaustive union
-    key = cred.private_key_pem.get_secret_value()
+    material = secrets.certificate
+    assert material is not None  # noqa: S101 - resolved at load time
+    key = material.private_key_pem.get_secret_value()
     if cred.send_x5c:
         # Subject name/issuer auth: given the certificate (and no thumbprint), MSAL signs PS256 with
         # the SHA-256 thumbprint and sends the certificate chain (x5c).
-        return {"private_key": key, "public_certificate": cred.certificate_pem}
+        return {"private_key": key, "public_certificate": material.certificate_pem}
     # Given a thumbprint, MSAL signs RS256 with the SHA-1 thumbprint (x5t), as registered certificates expect.
-    return {"private_key": key, "thumbprint": cred.thumbprint}
+    return {"private_key": key, "thumbprint": material.thumbprint}
 
 
 _PERMANENT_ERRORS = frozenset(
     {"invalid_client", "unauthorized_client", "invalid_scope", "invalid_request", "unsupported_grant_type"}
 )
-
-
-class LoginRequired(IdentityProviderError):
-    """A user credential has no usable signed-in account: only `bearerd login` can fix it."""
 
 
 # Answers that mean "the user must sign in (again)", not "try again later".
@@ -205,18 +105,21 @@ _INTERACTION_ERRORS = frozenset({"invalid_grant", "interaction_required", "conse
 LOGIN_RECHECK_S = 2.0
 
 
-def cache_path(state_dir: Path, credential: str) -> Path:
-    return state_dir / f"{credential}.msal-cache.json"
-
-
 class CredentialClient:
     """One MSAL application for one credential, shared by all of its routes."""
 
     def __init__(
-        self, name: str, cred: Credential, egress: Egress, state_dir: Path | None = None, config_file: str = "FILE"
+        self,
+        name: str,
+        cred: Credential,
+        secrets: CredentialSecrets,
+        egress: Egress,
+        state_dir: Path | None = None,
+        config_file: str = "FILE",
     ) -> None:
         self.name = name
         self.credential = cred
+        self.secrets = secrets
         self.ssl_context = tls_context(str(cred.ca_file) if cred.ca_file else None)
         self._session = MsalSession(self.ssl_context, egress, cred.connect_timeout_s, cred.timeout_s)
         self._app: msal.ClientApplication | msal.ManagedIdentityClient | None = None
@@ -237,6 +140,18 @@ class CredentialClient:
             self._cache = PersistentTokenCache(path, sealer, protection)
         self.login_command = f"bearerd login {name} -c {config_file}"
         self._build_lock = threading.Lock()
+
+    @classmethod
+    def for_config(cls, config: Config, name: str) -> CredentialClient:
+        """The client for credential ``name`` of a loaded configuration."""
+        return cls(
+            name,
+            config.settings.credentials[name],
+            config.secrets.for_credential(name),
+            config.egress,
+            config.state_dir,
+            config.source_file,
+        )
 
     @property
     def persistent_cache(self) -> PersistentTokenCache | None:
@@ -269,7 +184,7 @@ class CredentialClient:
                 else:
                     self._app = msal.ConfidentialClientApplication(
                         cred.client_id,
-                        client_credential=_client_credential(cred),
+                        client_credential=_client_credential(cred, self.secrets),
                         authority=cred.authority_url,
                         instance_discovery=False,
                         http_client=self._session,
@@ -302,10 +217,10 @@ class CredentialClient:
         cred = self.credential
         with cache.locked():
             if cache.sealed_elsewhere is not None:
-                raise LoginRequired(cache.sealed_elsewhere, code="login_required", retry_after=LOGIN_RECHECK_S)
+                raise SignInRequired(cache.sealed_elsewhere, code="login_required", retry_after=LOGIN_RECHECK_S)
             accounts = app.get_accounts(username=getattr(cred, "username", None))
             if not accounts:
-                raise LoginRequired(
+                raise SignInRequired(
                     f"no signed-in user in {cache.path}; run: {self.login_command}",
                     code="login_required",
                     retry_after=LOGIN_RECHECK_S,
@@ -315,30 +230,28 @@ class CredentialClient:
                 list(scopes), accounts[0], force_refresh=True, claims_challenge=claims
             )
         if result is None:
-            raise LoginRequired(
+            raise SignInRequired(
                 f"the cached sign-in can't be used for these scopes; run: {self.login_command}",
                 code="login_required",
                 retry_after=LOGIN_RECHECK_S,
             )
         if isinstance(result, dict) and result.get("error") in _INTERACTION_ERRORS:
-            raise LoginRequired(
+            raise SignInRequired(
                 f"the user must sign in again ({result.get('error')}: "
-                f"{_first_line(str(result.get('error_description', '')), 120)}); run: {self.login_command}",
+                f"{first_line(str(result.get('error_description', '')), 120)}); run: {self.login_command}",
                 code="login_required",
                 retry_after=LOGIN_RECHECK_S,
             )
         return result
 
-    def acquire_for_client(
-        self, scopes: tuple[str, ...], sink: dict[str, float], claims: str | None = None
-    ) -> AcquiredToken:
+    def acquire(self, scopes: tuple[str, ...], claims: str | None = None) -> AcquiredToken:
         """Blocking: a new app-only token from the identity provider, never MSAL's cached copy.
 
         bearerd is the cache (one in-memory token per route, refreshed early), so every call here
         means "fetch a fresh one": MSAL's copy is dropped first, because MSAL would hand back its
         cached token until 5 minutes before expiry and our early refresh would get nothing new.
         """
-        _retry_after_sink.set(sink)
+        self._session.begin()
         try:
             result = self._request_token(scopes, claims)
         except IdentityProviderError:
@@ -346,9 +259,9 @@ class CredentialClient:
         except msal.exceptions.MsalServiceError as exc:  # MSAL raises on 5xx
             status = getattr(exc, "error", None) or "server_error"
             raise IdentityProviderError(
-                f"identity provider failed ({_first_line(str(status))})",
+                f"identity provider failed ({first_line(str(status))})",
                 code="server_error",
-                retry_after=sink.get("retry_after"),
+                retry_after=self._session.retry_after(),
             ) from exc
         except requests.Timeout as exc:
             raise IdentityProviderError("identity provider timed out", code="timeout") from exc
@@ -374,9 +287,9 @@ class CredentialClient:
         if "error" in result:
             code = str(result.get("error"))
             raise IdentityProviderError(
-                f"identity provider refused: {code}: {_first_line(str(result.get('error_description', '')))}",
+                f"identity provider refused: {code}: {first_line(str(result.get('error_description', '')))}",
                 code=code,
-                retry_after=sink.get("retry_after"),
+                retry_after=self._session.retry_after(),
                 # A federated token may just be stale (rotation pending): that is worth retrying soon.
                 permanent=code in _PERMANENT_ERRORS
                 and not (code == "invalid_client" and isinstance(self.credential, ClientAssertionCredential)),
@@ -387,17 +300,7 @@ class CredentialClient:
         expires_in = float(result.get("expires_in") or 600)  # MSAL's own default when absent
         refresh_on = result.get("refresh_on")
         refresh_in = float(refresh_on) - time.time() if isinstance(refresh_on, int | float) else None
-        return AcquiredToken(
-            value=token,
-            expires_in=expires_in,
-            refresh_in=refresh_in,
-            from_cache=result.get("token_source") == "cache",
-        )
-
-
-def _first_line(text: str, limit: int = 240) -> str:
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    return line[:limit]
+        return AcquiredToken(value=token, expires_in=expires_in, refresh_in=refresh_in)
 
 
 def _connection_reason(exc: requests.ConnectionError) -> str:

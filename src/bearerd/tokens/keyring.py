@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from bearerd.errors import first_line
+
 if TYPE_CHECKING:
     from bearerd.tokens.aead import Sealer
 
@@ -63,7 +65,7 @@ class KeyringSealer:
                 attributes={"cache_file": str(cache_file.resolve())},
             )
         except Exception as exc:  # ImportError (no PyGObject), RuntimeError/GLib.Error (no Secret Service)
-            raise KeyringUnavailable(f"no keyring answered ({type(exc).__name__}: {_first_line(exc)})") from None
+            raise KeyringUnavailable(f"no keyring answered ({type(exc).__name__}: {first_line(exc, 160)})") from None
         self._sealer: Sealer | None = None
 
     def _keyed(self) -> Sealer:
@@ -113,7 +115,3 @@ def choose_sealer(mode: str, cache_file: Path) -> tuple[KeyringSealer | None, st
         if mode == "keyring":
             raise
         return None, f"{PLAIN} ({exc})"
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [""])[0][:160]

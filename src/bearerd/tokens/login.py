@@ -16,10 +16,10 @@ from typing import Any
 
 import msal
 
+from bearerd.config.loader import Config
 from bearerd.config.schema import DeviceCodeCredential, Settings
+from bearerd.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from bearerd.tokens.identity import CredentialClient
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _scopes_for(settings: Settings, credential: str) -> list[str]:
@@ -28,7 +28,8 @@ def _scopes_for(settings: Settings, credential: str) -> list[str]:
     return scopes[:1]
 
 
-def login(settings: Settings, name: str, browser: bool = False) -> int:
+def login(config: Config, name: str, browser: bool = False) -> int:
+    settings = config.settings
     cred = settings.credentials.get(name)
     if not isinstance(cred, DeviceCodeCredential):
         kinds = ", ".join(n for n, c in settings.credentials.items() if isinstance(c, DeviceCodeCredential)) or "none"
@@ -41,7 +42,7 @@ def login(settings: Settings, name: str, browser: bool = False) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    client = CredentialClient(name, cred, settings.egress, settings.state_dir, settings.source_file)
+    client = CredentialClient.for_config(config, name)
     try:
         cache = client.persistent_cache
         if cache is not None:
@@ -57,7 +58,7 @@ def login(settings: Settings, name: str, browser: bool = False) -> int:
         except Exception as exc:
             print(f"bearerd: sign-in failed: {type(exc).__name__}: {str(exc)[:300]}", file=sys.stderr)
             return EXIT_FAILED
-        return EXIT_FAILED if result is None else _store(settings, client, result)
+        return EXIT_FAILED if result is None else _store(config, client, result)
     finally:
         client.close()
 
@@ -108,7 +109,7 @@ def _reason(result: dict[str, Any]) -> str:
     return f"{result.get('error')}: {description[0] if description else ''}"
 
 
-def _store(settings: Settings, client: CredentialClient, result: dict[str, Any]) -> int:
+def _store(config: Config, client: CredentialClient, result: dict[str, Any]) -> int:
     if "access_token" not in result:
         print(f"bearerd: sign-in failed: {_reason(result)}", file=sys.stderr)
         return EXIT_FAILED
@@ -118,8 +119,8 @@ def _store(settings: Settings, client: CredentialClient, result: dict[str, Any])
         cache.has_state_changed = True
     who = (result.get("id_token_claims") or {}).get("preferred_username", "the user")
     print(f"Signed in as {who}. Stored in {cache.path} ({cache.protection}); the daemon picks it up within seconds.")
-    if settings.cache.backend == "redis":
-        shared = asyncio.run(_share_with_fleet(settings, client))
+    if config.settings.cache.backend == "redis":
+        shared = asyncio.run(_share_with_fleet(config, client))
         print(
             "Shared with the fleet (Redis): every replica can use it now."
             if shared
@@ -128,13 +129,14 @@ def _store(settings: Settings, client: CredentialClient, result: dict[str, Any])
     return EXIT_OK
 
 
-async def _share_with_fleet(settings: Settings, client: CredentialClient) -> bool:
+async def _share_with_fleet(config: Config, client: CredentialClient) -> bool:
     from bearerd.tokens.fleet import Fleet  # the Redis client, only for fleets
+    from bearerd.tokens.fleet_signin import SharedSignIn
 
-    fleet = Fleet(settings.cache, settings.source_file)
+    fleet = Fleet.for_config(config)
     try:
         await fleet.start()
-        return fleet.connected is True and await fleet.publish_sign_in(client)
+        return fleet.connected is True and await SharedSignIn(fleet, client).publish()
     finally:
         await fleet.close()
 

@@ -14,10 +14,11 @@ no await, no lock, no thread hop, no MSAL call. Everything slow happens off that
   served; without one, callers get ``TokenUnavailable`` at once (503 + Retry-After) instead of
   each of them hammering the identity provider.
 
-* **Fleet.** With ``[cache] backend = "redis"`` an acquisition first goes through ``fleet.py``:
-  another replica's token is adopted, or this one acquires under a fleet-wide lock and shares it.
+* **Sources.** How a new token is obtained is the ``TokenSource``'s business (``sources.py``):
+  MSAL in a worker thread, or the Redis fleet first (``fleet.py``). The provider only decides when.
 
-MSAL itself runs in a worker thread (``asyncio.to_thread``) because it is blocking.
+Time comes from an injectable clock and timer (``clock``, ``call_later``), so the whole state
+machine runs under a fake clock in the unit tests.
 """
 
 from __future__ import annotations
@@ -27,17 +28,23 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import structlog
 
-from bearerd.config.schema import Settings
-from bearerd.errors import LoginRequired as LoginRequiredProblem
-from bearerd.errors import TokenUnavailable
-from bearerd.tokens.identity import AcquiredToken, CredentialClient, IdentityProviderError, LoginRequired
+from bearerd.errors import LoginRequired, TokenUnavailable
+from bearerd.tokens.results import AcquiredToken, IdentityProviderError, SignInRequired
+from bearerd.tokens.sources import Origin, TokenSource
 
-if TYPE_CHECKING:  # the Redis client is imported only by daemons configured with a fleet cache
-    from bearerd.tokens.fleet import Fleet, FleetLink
+Clock = Callable[[], float]
+
+
+class Timer(Protocol):
+    def cancel(self) -> None: ...
+
+
+# ``loop.call_later`` by default; a fake clock's in the unit tests.
+CallLater = Callable[[float, Callable[[], None]], Timer]
 
 log = structlog.get_logger("bearerd.tokens")
 
@@ -58,7 +65,6 @@ class Token:
     refresh_at: float  # monotonic: start getting the next one
     usable_until: float  # monotonic: never send it after this
     expires_on: float  # wall clock, for humans and metrics
-    acquired_at: float  # monotonic
 
 
 @dataclass(slots=True)
@@ -74,35 +80,37 @@ class ProviderStatus:
 class TokenProvider:
     def __init__(
         self,
-        client: CredentialClient,
+        source: TokenSource,
+        credential: str,
         scopes: tuple[str, ...],
         *,
-        clock: Callable[[], float] = time.monotonic,
+        close_timeout_s: float = 30.0,
+        clock: Clock = time.monotonic,
+        call_later: CallLater | None = None,
+        wall_clock: Clock = time.time,
         rng: random.Random | None = None,
         on_attempt: Callable[[str, str, float], None] | None = None,
-        fleet: FleetLink | None = None,
     ) -> None:
-        self.client = client
-        self._fleet = fleet
-        self._avoid: str | None = None  # a token the upstream refused: the fleet's copy of it won't do
+        self.source = source
+        self.credential = credential
+        self._avoid: str | None = None  # a token the upstream refused: a shared copy of it won't do
         self._on_attempt = on_attempt  # (credential, outcome, seconds), for metrics
         self.scopes = scopes
+        self._close_timeout_s = close_timeout_s
         self._clock = clock
+        self._call_later = call_later
+        self._wall_clock = wall_clock
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._token: Token | None = None
         self._inflight: asyncio.Task[Token] | None = None
         self._claims_inflight: dict[str, asyncio.Task[Token]] = {}
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: Timer | None = None
         self._failures = 0
         self._next_attempt_at = 0.0
         self._last_error: IdentityProviderError | None = None
         self._last_forced = -FORCED_REFRESH_MIN_INTERVAL_S
         self._closed = False
         self.acquisitions = 0  # attempts made (for tests, logs and metrics)
-
-    @property
-    def credential_name(self) -> str:
-        return self.client.name
 
     # -- hot path -----------------------------------------------------------------------------
 
@@ -191,7 +199,7 @@ class TokenProvider:
             return token.value  # someone already answered this challenge
         task = self._claims_inflight.get(claims)
         if task is None:
-            task = asyncio.get_running_loop().create_task(self._acquire(claims), name=f"claims:{self.client.name}")
+            task = asyncio.get_running_loop().create_task(self._acquire(claims), name=f"claims:{self.credential}")
             self._claims_inflight[claims] = task
             task.add_done_callback(lambda t: self._claims_done(claims, t))
         try:
@@ -211,7 +219,7 @@ class TokenProvider:
         usable = token is not None and now < token.usable_until
         return ProviderStatus(
             has_token=usable,
-            expires_in_s=(token.expires_on - time.time()) if token is not None and usable else None,
+            expires_in_s=(token.expires_on - self._wall_clock()) if token is not None and usable else None,
             last_error=str(self._last_error) if self._last_error is not None else None,
             retry_in_s=max(0.0, self._next_attempt_at - now) if self._last_error is not None else None,
         )
@@ -224,19 +232,19 @@ class TokenProvider:
         tasks = {t for t in (self._inflight, *self._claims_inflight.values()) if t is not None}
         if tasks:
             # The worker thread can't be interrupted; waiting for it keeps shutdown orderly.
-            await asyncio.wait(tasks, timeout=self.client.credential.timeout_s + 1)
+            await asyncio.wait(tasks, timeout=self._close_timeout_s)
 
     # -- internals ----------------------------------------------------------------------------
 
     def _unavailable(self, retry_in: float) -> TokenUnavailable:
-        if isinstance(self._last_error, LoginRequired):
-            return LoginRequiredProblem(
-                f"credential {self.client.name!r} needs a signed-in user: {self._last_error}",
+        if isinstance(self._last_error, SignInRequired):
+            return LoginRequired(
+                f"credential {self.credential!r} needs a signed-in user: {self._last_error}",
                 retry_after=max(1.0, retry_in),
             )
         reason = str(self._last_error) if self._last_error is not None else "no token yet"
         return TokenUnavailable(
-            f"no access token for credential {self.client.name!r}: {reason}; retrying in {retry_in:.0f} s",
+            f"no access token for credential {self.credential!r}: {reason}; retrying in {retry_in:.0f} s",
             retry_after=max(1.0, retry_in),
         )
 
@@ -247,7 +255,7 @@ class TokenProvider:
     def _start_acquisition(self) -> asyncio.Task[Token]:
         task = self._inflight
         if task is None:
-            task = asyncio.get_running_loop().create_task(self._acquire(), name=f"token:{self.client.name}")
+            task = asyncio.get_running_loop().create_task(self._acquire(), name=f"token:{self.credential}")
             self._inflight = task
             task.add_done_callback(self._acquisition_done)
         return task
@@ -260,17 +268,9 @@ class TokenProvider:
     async def _acquire(self, claims: str | None = None) -> Token:
         started = self._clock()
         self.acquisitions += 1
-        sink: dict[str, float] = {}
         avoid, self._avoid = self._avoid, None
-
-        async def alone() -> AcquiredToken:
-            return await asyncio.to_thread(self.client.acquire_for_client, self.scopes, sink, claims)
-
         try:
-            if self._fleet is not None and claims is None:
-                acquired, source = await self._fleet.acquire(alone, avoid)
-            else:
-                acquired, source = await alone(), "local"
+            acquired, origin = await self.source.acquire(claims, avoid)
         except IdentityProviderError as exc:
             self._report(exc.code, started)
             self._on_failure(exc, started)
@@ -278,18 +278,18 @@ class TokenProvider:
         except Exception as exc:
             # Never let a surprise from MSAL take down a request or the loop: it is a failure like any.
             error = IdentityProviderError(f"token acquisition failed unexpectedly ({type(exc).__name__})", code="bug")
-            log.error("token.acquire_crashed", credential=self.client.name, error_type=type(exc).__name__)
+            log.error("token.acquire_crashed", credential=self.credential, error_type=type(exc).__name__)
             self._report("bug", started)
             self._on_failure(error, started)
             raise error from exc
-        self._report("shared" if source == "shared" else "success", started)
-        return self._on_success(acquired, started, source)
+        self._report("shared" if origin == "shared" else "success", started)
+        return self._on_success(acquired, started, origin)
 
     def _report(self, outcome: str, started: float) -> None:
         if self._on_attempt is not None:
-            self._on_attempt(self.client.name, outcome, self._clock() - started)
+            self._on_attempt(self.credential, outcome, self._clock() - started)
 
-    def _on_success(self, acquired: AcquiredToken, started: float, source: str) -> Token:
+    def _on_success(self, acquired: AcquiredToken, started: float, origin: Origin) -> Token:
         now = self._clock()
         lifetime = max(0.0, acquired.expires_in)
         margin = min(EXPIRY_MARGIN_MAX_S, lifetime / 10)
@@ -299,8 +299,7 @@ class TokenProvider:
             value=acquired.value,
             refresh_at=now + refresh_in,
             usable_until=now + lifetime - margin,
-            expires_on=time.time() + lifetime,
-            acquired_at=now,
+            expires_on=self._wall_clock() + lifetime,
         )
         self._token = token
         self._failures = 0
@@ -308,12 +307,12 @@ class TokenProvider:
         self._last_error = None
         log.info(
             "token.acquired",
-            credential=self.client.name,
+            credential=self.credential,
             scopes=list(self.scopes),
             expires_in_s=round(lifetime),
             refresh_in_s=round(refresh_in),
             duration_ms=round((now - started) * 1000, 1),
-            source=source,
+            source=origin,
         )
         self._schedule(token.refresh_at)
         return token
@@ -332,7 +331,7 @@ class TokenProvider:
             delay = max(delay, BACKOFF_PERMANENT_MIN_S)
         if error.retry_after is not None:
             delay = max(delay, error.retry_after)
-        if isinstance(error, LoginRequired):
+        if isinstance(error, SignInRequired):
             delay = error.retry_after or delay  # a local look at the cache file: cheap, and quick to notice a login
         repeated = self._last_error is not None and self._last_error.code == error.code
         self._next_attempt_at = now + delay
@@ -340,10 +339,10 @@ class TokenProvider:
         token = self._token
         still_valid = token is not None and now < token.usable_until
         # Waiting for a sign-in is one state, not an error per attempt: say it once.
-        level = log.debug if repeated and isinstance(error, LoginRequired) else log.warning
+        level = log.debug if repeated and isinstance(error, SignInRequired) else log.warning
         level(
             "token.acquire_failed",
-            credential=self.client.name,
+            credential=self.credential,
             scopes=list(self.scopes),
             error=str(error),
             code=error.code,
@@ -352,7 +351,7 @@ class TokenProvider:
             serving_valid_token=still_valid,
             duration_ms=round((now - started) * 1000, 1),
         )
-        if still_valid or isinstance(error, LoginRequired):
+        if still_valid or isinstance(error, SignInRequired):
             self._schedule(self._next_attempt_at)
 
     def _schedule(self, at: float) -> None:
@@ -360,73 +359,9 @@ class TokenProvider:
             return
         if self._timer is not None:
             self._timer.cancel()
-        loop = asyncio.get_running_loop()
-        delay = max(0.0, at - self._clock())
-        self._timer = loop.call_later(delay, self._on_timer)
+        call_later = self._call_later or asyncio.get_running_loop().call_later
+        self._timer = call_later(max(0.0, at - self._clock()), self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
         self._refresh_in_background(self._clock())
-
-
-class Providers:
-    """The token providers of a configuration: one MSAL client per credential, one provider per
-    (credential, scopes), shared by every route that asks for the same token."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        on_attempt: Callable[[str, str, float], None] | None = None,
-        reuse: Providers | None = None,
-        fleet: Fleet | None = None,
-    ) -> None:
-        self._settings = settings
-        self._on_attempt = on_attempt
-        self._fleet = fleet
-        self.clients: dict[str, CredentialClient] = {}
-        self._by_key: dict[tuple[str, tuple[str, ...]], TokenProvider] = {}
-        if reuse is not None:
-            self._adopt(reuse)
-
-    def _adopt(self, old: Providers) -> None:
-        """Keep the clients (and tokens) of credentials whose settings did not change (config reload)."""
-        for name, client in old.clients.items():
-            if self._settings.credentials.get(name) == client.credential:
-                self.clients[name] = client
-        used = {(r.credential, tuple(r.scopes)) for r in self._settings.routes.values()}
-        for key, provider in old._by_key.items():
-            if key[0] in self.clients and key in used:
-                self._by_key[key] = provider
-
-    async def close_unused(self, old: Providers) -> None:
-        """Close what ``old`` had and this one did not adopt."""
-        for key, provider in old._by_key.items():
-            if self._by_key.get(key) is not provider:
-                await provider.close()
-        for name, client in old.clients.items():
-            if self.clients.get(name) is not client:
-                client.close()
-
-    def for_route(self, route_name: str) -> TokenProvider:
-        rs = self._settings.routes[route_name]
-        key = (rs.credential, tuple(rs.scopes))
-        provider = self._by_key.get(key)
-        if provider is None:
-            client = self.clients.get(rs.credential)
-            if client is None:
-                cred = self._settings.credentials[rs.credential]
-                client = self.clients[rs.credential] = CredentialClient(
-                    rs.credential, cred, self._settings.egress, self._settings.state_dir, self._settings.source_file
-                )
-            link = self._fleet.link(client, key[1]) if self._fleet is not None else None
-            provider = self._by_key[key] = TokenProvider(client, key[1], on_attempt=self._on_attempt, fleet=link)
-        return provider
-
-    def all(self) -> list[TokenProvider]:
-        return list(self._by_key.values())
-
-    async def aclose(self) -> None:
-        for provider in self._by_key.values():
-            await provider.close()
-        for client in self.clients.values():
-            client.close()

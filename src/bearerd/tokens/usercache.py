@@ -24,30 +24,15 @@ from typing import Any
 import msal
 import structlog
 
+from bearerd.files import write_atomically
 from bearerd.tokens.keyring import MAGIC, PLAIN, CacheUndecryptable, KeyringSealer, KeyringUnavailable
 
 log = structlog.get_logger("bearerd.cache")
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    directory = path.parent
-    tmp = directory / f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+def cache_path(state_dir: Path, credential: str) -> Path:
+    """Where a user credential's cache lives in the state directory."""
+    return state_dir / f"{credential}.msal-cache.json"
 
 
 class PersistentTokenCache(msal.SerializableTokenCache):  # type: ignore[misc]

@@ -1,0 +1,153 @@
+"""Load a configuration once: TOML + ``BEARERD_*`` overrides + ``${VAR}`` paths + secrets → ``Config``.
+
+This is the only module that reads the process environment. Everything the running daemon needs
+from it — secrets named by ``*_env`` settings, the outbound proxy variables, the service
+manager's variables, the workload-identity defaults — is read here, at load time, and carried in
+the frozen ``Config`` that everything else receives. Every problem is collected and reported at
+once, each naming the file, the table and the field, so a user fixes them in one go.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from bearerd.config import secrets as secret_sources
+from bearerd.config.environment import Egress, Runtime, default_state_dir
+from bearerd.config.messages import describe_all
+from bearerd.config.schema import Settings
+from bearerd.config.secrets import Secrets
+from bearerd.errors import ConfigError
+
+# The variables Azure Workload Identity injects into a pod; they fill settings left out of the file.
+WORKLOAD_IDENTITY_ENV = {
+    "client_id": "AZURE_CLIENT_ID",
+    "tenant_id": "AZURE_TENANT_ID",
+    "token_file": "AZURE_FEDERATED_TOKEN_FILE",
+}
+_CREDENTIAL_PATHS = (
+    "client_secret_file",
+    "certificate_file",
+    "private_key_file",
+    "private_key_passphrase_file",
+    "ca_file",
+    "token_file",
+)
+_CACHE_PATHS = ("password_file", "ca_file", "encryption_key_file")
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything bearerd runs on, loaded and validated once and passed down."""
+
+    settings: Settings  # what the user wrote, validated, paths made absolute
+    secrets: Secrets = field(repr=False)  # what the secret sources held
+    egress: Egress = field(default_factory=Egress)
+    runtime: Runtime = field(default_factory=Runtime)
+    source_file: str = "<defaults>"
+    state_dir: Path = field(default_factory=lambda: Path("."))
+    warnings: tuple[str, ...] = ()
+
+
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Load, validate and resolve secrets; raise ``ConfigError`` listing every problem found."""
+    env = os.environ if environ is None else environ
+    file = Path(path)
+    shown = str(file)
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(shown, [f"cannot read the file: {exc.strerror}"]) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(shown, [f"not valid TOML: {exc}"]) from None
+    path_problems = _prepare(data, file.resolve().parent, env)
+    if path_problems:
+        raise ConfigError(shown, path_problems)
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(shown, describe_all(exc.errors())) from None
+    secrets, warnings, problems = secret_sources.resolve(settings, env)
+    if problems:
+        raise ConfigError(shown, problems)
+    if settings.server.allow_remote:
+        warnings.append("[server] allow_remote = true: non-loopback clients can use this daemon's tokens")
+    return Config(
+        settings=settings,
+        secrets=secrets,
+        egress=Egress.from_environ(env),
+        runtime=Runtime.from_environ(env),
+        source_file=shown,
+        state_dir=settings.state_dir or default_state_dir(env),
+        warnings=tuple(warnings),
+    )
+
+
+def _expand(value: str, env: Mapping[str, str]) -> str:
+    """Expand ``$VAR``/``${VAR}`` (e.g. systemd's ``$CREDENTIALS_DIRECTORY``); an unset one is an error."""
+
+    def one(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        if name not in env:
+            raise ValueError(f"{value!r} uses ${{{name}}}, which is not set in the environment")
+        return env[name]
+
+    return _VAR.sub(one, value)
+
+
+def _resolve_path(value: Any, base: Path, env: Mapping[str, str]) -> Any:
+    if isinstance(value, str) and value:
+        value = _expand(value, env)
+        if not Path(value).is_absolute():
+            return str(base / value)
+    return value
+
+
+def _resolve_paths(
+    table: dict[str, Any], keys: tuple[str, ...], where: str, base: Path, env: Mapping[str, str]
+) -> list[str]:
+    problems: list[str] = []
+    for key in keys:
+        if isinstance(table.get(key), str):
+            try:
+                table[key] = _resolve_path(table[key], base, env)
+            except ValueError as exc:
+                problems.append(f"{where} {key}: {exc}")
+    return problems
+
+
+def _prepare(data: dict[str, Any], base: Path, env: Mapping[str, str]) -> list[str]:
+    """Fill workload-identity defaults, expand variables in path settings and make relative paths
+    relative to the config file. Returns the problems found (an unset variable)."""
+    problems: list[str] = []
+    creds = data.get("credentials")
+    if isinstance(creds, dict):
+        for name, cred in creds.items():
+            if not isinstance(cred, dict):
+                continue
+            if cred.get("kind") == "client_assertion":
+                for key, var in WORKLOAD_IDENTITY_ENV.items():
+                    if key not in cred and env.get(var) and not (key == "tenant_id" and "authority" in cred):
+                        cred[key] = env[var]
+                if "authority" not in cred and env.get("AZURE_AUTHORITY_HOST") and cred.get("tenant_id"):
+                    cred["authority"] = env["AZURE_AUTHORITY_HOST"].rstrip("/") + "/" + str(cred["tenant_id"])
+            problems += _resolve_paths(cred, _CREDENTIAL_PATHS, f"[credentials.{name}]", base, env)
+    server = data.get("server")
+    auth = server.get("client_auth") if isinstance(server, dict) else None
+    if isinstance(auth, dict):
+        problems += _resolve_paths(auth, ("key_file",), "[server.client_auth]", base, env)
+    cache = data.get("cache")
+    if isinstance(cache, dict):
+        problems += _resolve_paths(cache, _CACHE_PATHS, "[cache]", base, env)
+    problems += _resolve_paths(data, ("state_dir",), "(top level)", base, env)
+    return problems

@@ -1,0 +1,126 @@
+"""The emulator's token issuer: one tenant's signing keys and the access tokens minted with them.
+
+Both the client-credentials endpoint (``entra.py``) and the user flows (``users.py``) mint
+through this one module, so every token the emulator hands out has the same shape — RS256,
+Entra's v1 claims for App Proxy resources — and ends up in ``issued_tokens`` (the test suite
+scans every log line for them).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _b64int(value: int) -> str:
+    return b64url(value.to_bytes((value.bit_length() + 7) // 8, "big"))
+
+
+@dataclass
+class SigningKey:
+    kid: str
+    private_key: rsa.RSAPrivateKey = field(repr=False)
+
+    @classmethod
+    def generate(cls) -> SigningKey:
+        return cls(kid=secrets.token_hex(8), private_key=rsa.generate_private_key(public_exponent=65537, key_size=2048))
+
+    def jwk(self) -> dict[str, str]:
+        numbers = self.private_key.public_key().public_numbers()
+        return {
+            "kty": "RSA",
+            "use": "sig",
+            "alg": "RS256",
+            "kid": self.kid,
+            "n": _b64int(numbers.n),
+            "e": _b64int(numbers.e),
+        }
+
+
+def requested_auth_contexts(claims: str | None) -> list[str]:
+    """The ``acrs`` values a claims request (CAE challenge answer) asks for."""
+    if not claims:
+        return []
+    try:
+        wanted = json.loads(claims).get("access_token", {}).get("acrs", {})
+    except (ValueError, AttributeError):
+        return []
+    value = wanted.get("value") if isinstance(wanted, dict) else None
+    values = wanted.get("values") if isinstance(wanted, dict) else None
+    return [str(v) for v in ([value] if value else []) + list(values or [])]
+
+
+class Issuer:
+    def __init__(self, tenant_id: str, *, token_lifetime_s: int = 3600, clock_skew_s: int = 0) -> None:
+        self.tenant_id = tenant_id
+        self.token_lifetime_s = token_lifetime_s
+        self.clock_skew_s = clock_skew_s
+        # Set by the stack once the port is known; the issuer of id_tokens is under it.
+        self.authority_base = f"https://login.microsoftonline.com/{tenant_id}"
+        self.issued_tokens: list[str] = []
+        self._keys = [SigningKey.generate()]
+
+    @property
+    def issuer(self) -> str:
+        """The ``iss`` of access tokens for App Proxy resources (v1 tokens)."""
+        return f"https://sts.windows.net/{self.tenant_id}/"
+
+    def rotate(self) -> None:
+        self._keys.insert(0, SigningKey.generate())
+
+    def jwks(self) -> dict[str, list[dict[str, str]]]:
+        return {"keys": [k.jwk() for k in self._keys]}
+
+    def public_keys(self) -> dict[str, rsa.RSAPublicKey]:
+        return {k.kid: k.private_key.public_key() for k in self._keys}
+
+    def app_token(
+        self, audience: str, client_id: str, roles: list[str], appidacr: str, oid: str, acrs: list[str]
+    ) -> str:
+        """An app-only access token: ``roles``, and the app's own identity."""
+        extra = {"appidacr": appidacr, "roles": roles, "oid": oid, "sub": oid}
+        return self.sign(audience, client_id, acrs, extra)
+
+    def user_token(self, audience: str, client_id: str, oid: str, upn: str, scp: str, acrs: list[str]) -> str:
+        """A delegated access token: ``scp`` instead of ``roles``, and the user's identity."""
+        return self.sign(audience, client_id, acrs, {"appidacr": "0", "scp": scp, "oid": oid, "sub": oid, "upn": upn})
+
+    def sign(self, audience: str, client_id: str, acrs: list[str] | None, extra: dict[str, Any]) -> str:
+        """An RS256 access token shaped like Entra's v1 tokens for App Proxy resources."""
+        now = int(time.time()) + self.clock_skew_s
+        claims: dict[str, Any] = {
+            "aud": audience,
+            "iss": self.issuer,
+            "iat": now,
+            "nbf": now,
+            "exp": now + self.token_lifetime_s,
+            "tid": self.tenant_id,
+            "appid": client_id,
+            "azp": client_id,
+            "ver": "1.0",
+            "uti": secrets.token_urlsafe(16),
+            "jti": secrets.token_urlsafe(16),
+            **extra,
+        }
+        if acrs:
+            claims["acrs"] = acrs
+        key = self._keys[0]
+        token = jwt.encode(claims, key.private_key, algorithm="RS256", headers={"kid": key.kid, "typ": "JWT"})
+        self.issued_tokens.append(token)
+        return token
+
+    def unsigned_id_token(self, claims: dict[str, Any]) -> str:
+        """An ``alg: none`` id_token, as MSAL only reads (never verifies) the one it is given."""
+        parts = ({"alg": "none", "typ": "JWT"}, claims)
+        return ".".join(b64url(json.dumps(part).encode()) for part in parts) + "."

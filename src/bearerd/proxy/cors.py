@@ -1,0 +1,55 @@
+"""CORS for browser clients: preflights answered by bearerd, allowed origins echoed on answers.
+
+App Proxy answers an unauthenticated preflight (no token, by the spec) with a redirect to the
+sign-in page, which a browser treats as a failed preflight. For the origins a route lists,
+bearerd answers the preflight itself; any other origin is refused before anything is forwarded.
+Off unless ``cors_origins`` is set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from bearerd.errors import CorsOriginRefused
+
+
+@dataclass(frozen=True, slots=True)
+class CorsPolicy:
+    origins: frozenset[str] = frozenset()
+    max_age_s: int = 600
+
+    @classmethod
+    def of(cls, origins: Iterable[str], max_age_s: int) -> CorsPolicy:
+        return cls(frozenset(origins), max_age_s)
+
+    def allowed(self, origin: str | None) -> str | None:
+        """The origin to echo, None when CORS is off or the request has no Origin; refuses others."""
+        if not self.origins or origin is None:
+            return None
+        if origin not in self.origins and "*" not in self.origins:
+            raise CorsOriginRefused(f"origin {origin!r} is not in this route's cors_origins")
+        return origin
+
+    def preflight(self, origin: str, request_headers: Mapping[str, str]) -> dict[str, str]:
+        """The headers of bearerd's own 204 answer to a preflight from an allowed origin."""
+        headers = {
+            "Access-Control-Allow-Origin": origin,
+            "Access-Control-Allow-Methods": request_headers.get("Access-Control-Request-Method", "GET"),
+            "Access-Control-Allow-Credentials": "true",
+            "Access-Control-Max-Age": str(self.max_age_s),
+            "Vary": "Origin",
+        }
+        wanted = request_headers.get("Access-Control-Request-Headers")
+        if wanted:
+            headers["Access-Control-Allow-Headers"] = wanted
+        return headers
+
+
+def is_preflight(method: str, request_headers: Mapping[str, str]) -> bool:
+    return method == "OPTIONS" and "Access-Control-Request-Method" in request_headers
+
+
+# Added to every proxied answer for an allowed origin (and ``Vary: Origin`` appended).
+def answer_headers(origin: str) -> dict[str, str]:
+    return {"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Credentials": "true"}

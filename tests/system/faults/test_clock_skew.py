@@ -1,0 +1,33 @@
+"""Tokens whose iat/nbf/exp are off by minutes: bearerd times them by expires_in, so no refresh loop."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from bearerd.config.loader import load_config
+from bearerd.emulator import EmulatorStack
+from bearerd.tokens.registry import Providers
+from support.configs import TEST_APPS, render_toml, stack_tables
+
+
+@pytest.mark.parametrize("skew_s", [-900, 900])
+async def test_skewed_tokens_are_used_without_a_refresh_loop(tmp_path: Path, skew_s: int) -> None:
+    async with EmulatorStack(tmp_path / "e", apps=TEST_APPS) as stack:
+        stack.entra.clock_skew_s = skew_s
+        path = tmp_path / "c.toml"
+        path.write_text(render_toml(stack_tables(stack)))
+        providers = Providers(load_config(path))
+        try:
+            provider = providers.for_route("secretapi")
+            token = await provider.fetch()
+            await asyncio.sleep(1.0)
+            for _ in range(100):
+                assert provider.current() == token
+            assert stack.entra.token_calls(stack.secret_client_id) == 1
+            status = provider.status()
+            assert status.expires_in_s is not None and 3500 < status.expires_in_s <= 3600
+        finally:
+            await providers.aclose()

@@ -1,0 +1,152 @@
+"""The command line, run as a user runs it: real subprocesses against the in-test emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+from pathlib import Path
+
+import aiohttp
+import jwt
+
+from bearerd.emulator import EmulatorStack
+from support import REPO_ROOT
+from support.configs import ConfigWriter, stack_tables
+from support.processes import bearerd_cli, daemon_process
+
+ROOT = REPO_ROOT
+
+
+async def run_cli(*args: str, within_s: float = 60, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    proc = await bearerd_cli(*args, env=env)
+    out, err = await asyncio.wait_for(proc.communicate(), within_s)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_token_prints_a_verified_token_only(stack: EmulatorStack, write_config: ConfigWriter) -> None:
+    code, out, err = await run_cli("token", "secretapi", "-c", str(write_config()))
+    assert code == 0, err
+    token = out.strip()
+    app = stack.apps["secretapi"]
+    kid = jwt.get_unverified_header(token)["kid"]
+    claims = jwt.decode(
+        token, stack.entra.public_keys()[kid], algorithms=["RS256"], audience=app.app_id_uri, issuer=stack.entra.issuer
+    )
+    assert claims["appid"] == stack.secret_client_id
+    assert token not in err
+
+
+async def test_token_unknown_route(write_config: ConfigWriter) -> None:
+    code, _, err = await run_cli("token", "nope", "-c", str(write_config()))
+    assert code == 2 and "secretapi" in err
+
+
+async def test_check_acquire_prints_table_without_tokens(stack: EmulatorStack, write_config: ConfigWriter) -> None:
+    code, out, err = await run_cli("check", "--acquire", "-c", str(write_config()))
+    assert code == 0, err
+    assert re.search(r"secretapi\s+client_secret\s+https://127\.0\.0\.1:\d+/\s+\S+ \S+\s+OK", out), out
+    assert re.search(r"otherapi\s+certificate\s+https://127\.0\.0\.1:\d+/\s+\S+ \S+\s+OK", out), out
+    for token in stack.entra.issued_tokens:
+        assert token not in out and token not in err
+
+
+async def test_check_acquire_reports_failure(stack: EmulatorStack, write_config: ConfigWriter) -> None:
+    path = write_config(scopes=["https://nowhere.example//.default"])
+    code, out, _ = await run_cli("check", "--acquire", "-c", str(path))
+    assert code == 1
+    assert re.search(r"secretapi\s+client_secret.*FAILED: .*invalid_scope", out), out
+
+
+async def test_run_serves_and_stops_on_sigterm(
+    stack: EmulatorStack, write_config: ConfigWriter, tmp_path: Path
+) -> None:
+    async with daemon_process(write_config(), stack_tables(stack)) as d, aiohttp.ClientSession() as session:
+        async with session.get(d.base + "/secretapi/api/status") as resp:
+            assert resp.status == 200
+        d.proc.send_signal(signal.SIGTERM)
+        assert await d.wait(15) == 0
+    events = [line for line in d.output.decode().splitlines() if line.startswith("{")]
+    assert any('"event": "request"' in e and '"status": 200' in e for e in events)
+    assert any('"event": "stopped"' in e for e in events)
+
+
+async def test_run_refuses_invalid_config(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[routes.x]\nmatch = { path_prefix = "/x/" }\nupstream = "https://x/"\ncredential = "c"\n')
+    code, _, err = await run_cli("run", "-c", str(path))
+    assert code == 2
+    assert str(path) in err and "[routes.x]" in err and "refusing to start" in err
+
+
+async def test_demo_prints_curl_lines_that_work_and_exits_on_sigterm(tmp_path: Path) -> None:
+    proc = await bearerd_cli("demo", "--port", "0", "--workdir", str(tmp_path / "demo"), env={"PYTHONUNBUFFERED": "1"})
+    assert proc.stdout is not None
+    try:
+        lines: list[str] = []
+        while not any(line.startswith("curl http") for line in lines):
+            line = await asyncio.wait_for(proc.stdout.readline(), 30)
+            assert line, "demo exited early"
+            lines.append(line.decode().rstrip("\n"))
+        text = "\n".join(lines)
+        assert str(tmp_path / "demo" / "bearerd.toml") in text
+        url = next(line for line in lines if line.startswith("curl http")).split()[1]
+        async with aiohttp.ClientSession() as session, session.get(url) as resp:
+            assert resp.status == 200
+            assert (await resp.json())["status"] == "ok"
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 15)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0
+
+
+async def test_emulator_command_runs_until_sigterm(tmp_path: Path) -> None:
+    proc = await bearerd_cli("emulator", "--workdir", str(tmp_path / "emu"))
+    assert proc.stdout is not None
+    try:
+        seen = ""
+        while "backend" not in seen:
+            line = await asyncio.wait_for(proc.stdout.readline(), 30)
+            assert line, "emulator exited early"
+            seen += line.decode()
+        authority = re.search(r"authority:\s+(\S+)", seen)
+        assert authority is not None
+        assert (tmp_path / "emu" / "ca.pem").exists()
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 15)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0
+
+
+async def test_version_and_routes_table(write_config: ConfigWriter) -> None:
+    from bearerd import __version__
+
+    code, out, _ = await run_cli("--version")
+    assert code == 0 and out.strip() == f"bearerd {__version__}"
+    code, out, _ = await run_cli("routes", "-c", str(write_config()))
+    assert code == 0
+    header, *rows = out.splitlines()
+    assert header.split() == ["ROUTE", "LOCAL", "ENTRY", "UPSTREAM", "CREDENTIAL"]
+    assert any(r.startswith("secretapi") and "/secretapi/" in r and "emu-secret" in r for r in rows)
+    assert any(r.startswith("otherapi") and "emu-cert" in r for r in rows)
+
+
+async def test_example_config_passes_check() -> None:
+    code, out, err = await run_cli("check", "-c", str(ROOT / "config" / "bearerd.example.toml"))
+    assert code == 0, err
+    assert "OK" in out and "secretapi" in out
+
+
+async def test_check_refuses_bad_config_with_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "bearerd.toml"
+    path.write_text("x = [")
+    code, _, err = await run_cli("check", "-c", str(path))
+    assert code == 2
+    assert str(path) in err and "refusing to start" in err

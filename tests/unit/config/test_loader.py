@@ -1,0 +1,176 @@
+"""Config loading and validation: every error names file, table and field and says what to do.
+
+Files on disk and the environment, no sockets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bearerd.config.loader import load_config
+from bearerd.config.schema import CertificateCredential, ClientSecretCredential
+from bearerd.errors import ConfigError
+
+BASE = """
+[credentials.app]
+kind = "client_secret"
+tenant_id = "contoso"
+client_id = "cid"
+client_secret_env = "TEST_APP_SECRET"
+
+[routes.api]
+match = { path_prefix = "/api/" }
+upstream = "https://api-contoso.msappproxy.net/"
+credential = "app"
+scopes = ["https://api-contoso.msappproxy.net//.default"]
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "bearerd.toml"
+    path.write_text(text)
+    return path
+
+
+def problems(tmp_path: Path, text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert info.value.file.endswith("bearerd.toml")
+    assert "bearerd.toml" in str(info.value)
+    return info.value.problems
+
+
+def test_valid_config_resolves_secret_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_APP_SECRET", "s3cr3t-value")
+    config = load_config(write(tmp_path, BASE))
+    cred = config.settings.credentials["app"]
+    assert isinstance(cred, ClientSecretCredential)
+    secret = config.secrets.for_credential("app").client_secret
+    assert secret is not None and secret.get_secret_value() == "s3cr3t-value"
+    assert "s3cr3t-value" not in repr(config) and "s3cr3t-value" not in repr(config.secrets)
+    assert config.secrets.values() == ["s3cr3t-value"]
+    assert config.warnings == ()
+    assert config.settings.server.listen == ["127.0.0.1:8080"]
+    assert cred.authority_url == "https://login.microsoftonline.com/contoso"
+
+
+def test_scope_with_double_slash_kept_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_APP_SECRET", "s3cr3t-value")
+    settings = load_config(write(tmp_path, BASE)).settings
+    assert settings.routes["api"].scopes == ["https://api-contoso.msappproxy.net//.default"]
+
+
+def test_env_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_APP_SECRET", "s3cr3t-value")
+    monkeypatch.setenv("BEARERD_SERVER__LISTEN", '["127.0.0.1:9999"]')
+    settings = load_config(write(tmp_path, BASE)).settings
+    assert settings.server.listen == ["127.0.0.1:9999"]
+
+
+def test_secret_file_relative_to_config_and_permissions(tmp_path: Path) -> None:
+    secret = tmp_path / "app.secret"
+    secret.write_text("file-secret-1\n")
+    secret.chmod(0o644)
+    text = BASE.replace('client_secret_env = "TEST_APP_SECRET"', 'client_secret_file = "app.secret"')
+    found = problems(tmp_path, text)
+    assert any("[credentials.app]" in p and "chmod 600" in p for p in found)
+    secret.chmod(0o600)
+    config = load_config(write(tmp_path, text))
+    assert isinstance(config.settings.credentials["app"], ClientSecretCredential)
+    resolved = config.secrets.for_credential("app").client_secret
+    assert resolved is not None and resolved.get_secret_value() == "file-secret-1"
+
+
+def test_literal_secret_warns_loudly(tmp_path: Path) -> None:
+    text = BASE.replace('client_secret_env = "TEST_APP_SECRET"', 'client_secret = "literal-secret"')
+    warnings = load_config(write(tmp_path, text)).warnings
+    assert any("SECURITY WARNING" in w and "client_secret_file" in w for w in warnings)
+
+
+def test_missing_env_secret_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TEST_APP_SECRET", raising=False)
+    (found,) = problems(tmp_path, BASE)
+    assert "[credentials.app]" in found and "TEST_APP_SECRET" in found
+
+
+def test_many_problems_reported_at_once(tmp_path: Path) -> None:
+    text = """
+[server]
+listn = ["127.0.0.1:1"]
+[credentials.b]
+kind = "magic"
+client_id = "x"
+[routes.r]
+match = { path_prefix = "nope/" }
+upstream = "ftp://x"
+credential = "b"
+scopes = []
+client_authorization = "move:"
+"""
+    found = problems(tmp_path, text)
+    joined = "\n".join(found)
+    assert "[server] listn" in joined and "did you mean 'listen'" in joined
+    kinds = "client_secret, certificate, client_assertion, managed_identity, device_code"
+    assert "[credentials.b]" in joined and f"kind must be one of {kinds}" in joined
+    assert "[routes.r] match" in joined
+    assert "[routes.r] upstream" in joined and "https://" in joined
+    assert "[routes.r] scopes" in joined and "/.default" in joined
+    assert "[routes.r] client_authorization" in joined and "move:X-Original-Authorization" in joined
+
+
+def test_unknown_credential_reference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_APP_SECRET", "s3cr3t-value")
+    (found,) = problems(tmp_path, BASE.replace('credential = "app"', 'credential = "other"'))
+    assert "[routes.api]" in found and "'other'" in found and "known: app" in found
+
+
+def test_non_loopback_listen_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_APP_SECRET", "s3cr3t-value")
+    (found,) = problems(tmp_path, '[server]\nlisten = ["0.0.0.0:8080"]\n' + BASE)
+    assert "[server]" in found and "allow_remote" in found
+
+
+def test_authority_must_be_https_with_tenant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_APP_SECRET", "s3cr3t-value")
+    (found,) = problems(tmp_path, BASE.replace('tenant_id = "contoso"', 'authority = "http://login.example/"'))
+    assert "[credentials.app]" in found and "https://HOST/TENANT" in found
+
+
+def test_duplicate_prefix_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_APP_SECRET", "s3cr3t-value")
+    extra = (
+        BASE
+        + '\n[routes.api2]\nmatch = { path_prefix = "/api" }\nupstream = "https://b/"\n'
+        + 'credential = "app"\nscopes = ["x"]\n'
+    )
+    (found,) = problems(tmp_path, extra)
+    assert "[routes.api2]" in found and "[routes.api]" in found
+
+
+def test_bad_toml(tmp_path: Path) -> None:
+    (found,) = problems(tmp_path, "x = [")
+    assert "not valid TOML" in found
+
+
+def test_certificate_credential_thumbprint(tmp_path: Path) -> None:
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from bearerd.emulator.pki import make_client_certificate
+
+    cert_pem = make_client_certificate(tmp_path / "c.pem", tmp_path / "k.pem", "bearerd-test")
+    text = BASE.replace(
+        'kind = "client_secret"', 'kind = "certificate"\ncertificate_file = "c.pem"\nprivate_key_file = "k.pem"'
+    ).replace('client_secret_env = "TEST_APP_SECRET"\n', "")
+    config = load_config(write(tmp_path, text))
+    assert isinstance(config.settings.credentials["app"], CertificateCredential)
+    material = config.secrets.for_credential("app").certificate
+    der = x509.load_pem_x509_certificate(cert_pem).public_bytes(serialization.Encoding.DER)
+    assert material is not None and material.thumbprint == hashlib.sha1(der, usedforsecurity=False).hexdigest()
+    # A key of another certificate is refused with a clear message.
+    make_client_certificate(tmp_path / "other.pem", tmp_path / "k.pem", "other")
+    (found,) = problems(tmp_path, text)
+    assert "does not belong to the certificate" in found
