@@ -14,6 +14,7 @@ from bearerd.errors import TokenUnavailable
 from bearerd.tokens.registry import Providers
 from support.configs import federated_credential, render_toml, stack_tables
 from support.inprocess import start
+from support.tokens import accepted
 
 
 def federated_tables(stack: EmulatorStack) -> dict[str, dict[str, object]]:
@@ -49,7 +50,7 @@ async def test_token_file_is_reread_so_rotation_is_picked_up(
         assert info.value.retry_after is not None and info.value.retry_after < 5
         stack.write_federated_token()  # rotated
         await asyncio.sleep(0.15)
-        assert await provider.fetch()
+        assert accepted(stack.apps["secretapi"], await provider.fetch())["appid"] == stack.federated_client_id
         assert [c.status for c in stack.entra.calls if c.client_id == stack.federated_client_id] == [400, 200]
     finally:
         await providers.aclose()

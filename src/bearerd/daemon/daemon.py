@@ -17,6 +17,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from bearerd.config.loader import Config
+from bearerd.lifecycle import Lifecycle
 from bearerd.metrics import Metrics
 from bearerd.proxy.accounting import Accounting
 from bearerd.proxy.clientkey import ClientKeyCheck
@@ -39,7 +40,7 @@ _SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 STREAM_BUFFER_BYTES = 1 << 19
 
 
-class Daemon:
+class Daemon(Lifecycle):
     """All of bearerd that runs: started by ``async with``, stopped on exit."""
 
     def __init__(self, config: Config, trace_configs: list[aiohttp.TraceConfig] | None = None) -> None:
@@ -69,17 +70,6 @@ class Daemon:
     def listeners(self) -> Listeners:
         assert self._listeners is not None  # noqa: S101 - set by __aenter__
         return self._listeners
-
-    async def __aenter__(self) -> Daemon:
-        try:
-            await self._start()
-        except BaseException:
-            await self._stop()
-            raise
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self._stop()
 
     async def _start(self) -> None:
         if self.fleet is not None:

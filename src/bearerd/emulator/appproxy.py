@@ -134,11 +134,18 @@ class AppProxyEmulator:
             return client
 
     def _verify(self, request: web.Request) -> dict[str, Any] | str:
-        """The token's claims, or why it was refused."""
+        """The request's token claims, or why it was refused."""
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Bearer "):
             return "missing bearer token"
-        token = auth[len("Bearer ") :]
+        verdict = self.verify_token(auth[len("Bearer ") :])
+        if isinstance(verdict, dict) and self._reject_next > 0:
+            self._reject_next -= 1
+            return "token revoked (test hook)"
+        return verdict
+
+    def verify_token(self, token: str) -> dict[str, Any] | str:
+        """What App Proxy checks of a token for this app: its claims, or why it is refused."""
         try:
             kid = jwt.get_unverified_header(token).get("kid")
         except jwt.PyJWTError:
@@ -175,9 +182,6 @@ class AppProxyEmulator:
             return "app-only tokens not accepted"
         if scp and self.required_scope and self.required_scope not in scp.split():
             return "missing required scope"
-        if self._reject_next > 0:
-            self._reject_next -= 1
-            return "token revoked (test hook)"
         return claims
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:

@@ -123,31 +123,6 @@ class EntraEmulator:
         self.users = UserFlows(self.tokens, self.resources)
         self.identity_header = secrets.token_hex(16)
 
-    # What tests read and set on the emulator; the issuer holds them.
-    @property
-    def token_lifetime_s(self) -> int:
-        return self.tokens.token_lifetime_s
-
-    @token_lifetime_s.setter
-    def token_lifetime_s(self, value: int) -> None:
-        self.tokens.token_lifetime_s = value
-
-    @property
-    def clock_skew_s(self) -> int:
-        return self.tokens.clock_skew_s
-
-    @clock_skew_s.setter
-    def clock_skew_s(self, value: int) -> None:
-        self.tokens.clock_skew_s = value
-
-    @property
-    def authority_base(self) -> str:
-        return self.tokens.authority_base
-
-    @authority_base.setter
-    def authority_base(self, value: str) -> None:
-        self.tokens.authority_base = value
-
     @property
     def issued_tokens(self) -> list[str]:
         return self.tokens.issued_tokens
@@ -327,8 +302,8 @@ class EntraEmulator:
         token = self._issue(resource, client, acrs=requested_auth_contexts(fields.get("claims")))
         body: dict[str, Any] = {
             "token_type": "Bearer",
-            "expires_in": self.token_lifetime_s,
-            "ext_expires_in": self.token_lifetime_s,
+            "expires_in": self.tokens.token_lifetime_s,
+            "ext_expires_in": self.tokens.token_lifetime_s,
             "access_token": token,
         }
         if self.refresh_in_s is not None:
@@ -543,10 +518,10 @@ class EntraEmulator:
                 status = exc.status
                 return web.json_response({"error": exc.error, "error_description": exc.description}, status=exc.status)
             token = self._issue(resource, client)
-            expires_on = int(time.time()) + self.token_lifetime_s
+            expires_on = int(time.time()) + self.tokens.token_lifetime_s
             body = {"access_token": token, "expires_on": str(expires_on), "resource": resource, "token_type": "Bearer"}
             if kind == "imds":
-                body["expires_in"] = str(self.token_lifetime_s)
+                body["expires_in"] = str(self.tokens.token_lifetime_s)
             else:
                 body["client_id"] = client.client_id
             return web.json_response(body)

@@ -10,7 +10,6 @@ import secrets
 import socket
 import time
 from pathlib import Path
-from types import TracebackType
 
 import jwt
 from aiohttp import web
@@ -20,6 +19,7 @@ from bearerd.emulator.appproxy import AppProxyEmulator
 from bearerd.emulator.backend import backend_app
 from bearerd.emulator.entra import FEDERATION_AUDIENCE, EntraEmulator
 from bearerd.emulator.pki import LocalCA, make_client_certificate, write_private
+from bearerd.lifecycle import Lifecycle
 
 DEFAULT_TENANT = "7e5a1f00-0000-4000-8000-00000000b0d1"
 SECRET_CLIENT_ID = "0b5e0000-0000-4000-8000-0000000c11e1"  # noqa: S105 - an app ID, not a secret
@@ -40,7 +40,7 @@ def _bound_socket() -> socket.socket:
     return sock
 
 
-class EmulatorStack:
+class EmulatorStack(Lifecycle):
     def __init__(
         self,
         workdir: Path,
@@ -73,19 +73,6 @@ class EmulatorStack:
         self.user_identity_id = USER_IDENTITY_ID
         self._runners: list[web.BaseRunner] = []
 
-    async def __aenter__(self) -> EmulatorStack:
-        try:
-            await self._start()
-        except BaseException:
-            await self._stop()
-            raise
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self._stop()
-
     async def _serve(self, app: web.Application, sock: socket.socket, tls: bool) -> None:
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -116,7 +103,7 @@ class EmulatorStack:
 
         entra_sock, backend_sock = _bound_socket(), _bound_socket()
         self.authority = f"https://127.0.0.1:{entra_sock.getsockname()[1]}/{self.tenant_id}"
-        self.entra.authority_base = self.authority
+        self.entra.tokens.authority_base = self.authority
         self.backend_url = f"http://127.0.0.1:{backend_sock.getsockname()[1]}"
         await self._serve(self.entra.app(), entra_sock, tls=True)
         self.backend_app = backend_app()

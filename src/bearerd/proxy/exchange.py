@@ -40,30 +40,17 @@ class Exchange:
         fields: dict[str, object] = {"method": self.method}
         if self.via != "route":
             fields["via"] = self.via
-        if self.path is not None:
-            fields["path"] = self.path
-        if self.route is not None:
-            fields["route"] = self.route
-        if self.auth is not None:
-            fields["auth"] = self.auth
-        if self.websocket:
-            fields["websocket"] = True
-        if self.retried is not None:
-            fields["retried"] = self.retried
-        if self.upstream_ms is not None:
-            fields["upstream_ms"] = self.upstream_ms
-        if self.bytes_in:
-            fields["bytes_in"] = self.bytes_in
-        if self.bytes_out:
-            fields["bytes_out"] = self.bytes_out
-        if self.problem is not None:
-            fields["problem"] = self.problem
-        if self.detail is not None:
-            fields["detail"] = self.detail
-        if self.client_closed:
-            fields["client_closed"] = True
-        if self.upstream_error is not None:
-            fields["upstream_error"] = self.upstream_error
+        for name in _OPTIONAL_FIELDS:
+            value = getattr(self, name)
+            if value:  # None, 0, False: nothing happened, nothing to say
+                fields[name] = value
         fields["status"] = self.status
         fields["duration_ms"] = duration_ms
         return fields
+
+
+# In the order they appear in the access line, after method and via.
+_OPTIONAL_FIELDS = (
+    "path", "route", "auth", "websocket", "retried", "upstream_ms", "bytes_in", "bytes_out",
+    "problem", "detail", "client_closed", "upstream_error",
+)  # fmt: skip

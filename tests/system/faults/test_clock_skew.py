@@ -16,7 +16,7 @@ from support.configs import TEST_APPS, render_toml, stack_tables
 @pytest.mark.parametrize("skew_s", [-900, 900])
 async def test_skewed_tokens_are_used_without_a_refresh_loop(tmp_path: Path, skew_s: int) -> None:
     async with EmulatorStack(tmp_path / "e", apps=TEST_APPS) as stack:
-        stack.entra.clock_skew_s = skew_s
+        stack.entra.tokens.clock_skew_s = skew_s
         path = tmp_path / "c.toml"
         path.write_text(render_toml(stack_tables(stack)))
         providers = Providers(load_config(path))
