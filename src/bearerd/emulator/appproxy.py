@@ -10,6 +10,7 @@ external URL as App Proxy's header translation does.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from dataclasses import dataclass
@@ -58,6 +59,7 @@ class AppProxyEmulator:
         self.accept_app_only = accept_app_only
         self.required_scope = required_scope
         self.requests_seen: list[SeenRequest] = []
+        self._seen_more = asyncio.Event()  # set at every new request seen, for tests waiting on one
         self.rejections: list[str] = []
         self._reject_next = 0
         # Continuous access evaluation: tokens must carry this authentication context (acrs) value.
@@ -67,6 +69,17 @@ class AppProxyEmulator:
         self.session_cookie = "AzureAppProxyAccessCookie_" + name
         self.cookies_seen: list[str | None] = []
         self._session: aiohttp.ClientSession | None = None
+
+    def _saw(self, seen: SeenRequest) -> None:
+        self.requests_seen.append(seen)
+        self._seen_more.set()
+
+    async def wait_for_requests(self, count: int, within_s: float = 10) -> None:
+        """Until this app has forwarded ``count`` requests in all (tests: "the request is in flight")."""
+        async with asyncio.timeout(within_s):
+            while len(self.requests_seen) < count:
+                self._seen_more.clear()
+                await self._seen_more.wait()
 
     @property
     def scope(self) -> str:
@@ -124,7 +137,7 @@ class AppProxyEmulator:
     async def _websocket(self, request: web.Request, claims: dict[str, Any]) -> web.StreamResponse:
         """App Proxy passes WebSockets through once the handshake's token is verified."""
         assert self._session is not None  # noqa: S101 - created by cleanup_ctx before serving
-        self.requests_seen.append(SeenRequest(request.method, request.raw_path, claims, []))
+        self._saw(SeenRequest(request.method, request.raw_path, claims, []))
         protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
         url = URL(self.backend_url + request.raw_path, encoded=True)
         async with self._session.ws_connect(url, protocols=protocols, max_msg_size=0) as backend:
@@ -205,7 +218,7 @@ class AppProxyEmulator:
                 if not value:
                     continue
             headers.add(key, value)
-        self.requests_seen.append(SeenRequest(request.method, request.raw_path, verdict, list(headers.items())))
+        self._saw(SeenRequest(request.method, request.raw_path, verdict, list(headers.items())))
         assert self._session is not None  # noqa: S101 - created by cleanup_ctx before serving
         url = URL(self.backend_url + request.raw_path, encoded=True)
         data = request.content if request.body_exists else None
