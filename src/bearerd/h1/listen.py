@@ -38,15 +38,18 @@ class H1Server:
     def __init__(self, shared: Shared, server: asyncio.Server) -> None:
         self._shared = shared
         self._server = server
+        self._sockets = tuple(server.sockets)
+        self._address = self._sockets[0].getsockname()
         shared.ticker.start()
 
     @property
     def sockets(self) -> tuple[Any, ...]:
-        return tuple(self._server.sockets)
+        return self._sockets
 
     @property
     def address(self) -> Any:
-        return self._server.sockets[0].getsockname()
+        """The first bound address (host, port) — or the path, for a Unix socket."""
+        return self._address
 
     @property
     def port(self) -> int:
