@@ -167,17 +167,8 @@ class ServerConnection(asyncio.Protocol):
                         self._fail(HeadersTooLarge("request header block too large"))
 
     def eof_received(self) -> bool:
-        if self._phase == BUSY and not self._tls:
-            # Half-close: the client may still read the answers; no body can arrive now.
-            req = self._p_req
-            if req is not None and not req._complete:
-                self._p_req = None
-                req._fail(ClientGone("client closed before the request body ended"))
-                if req is not self._current:
-                    self._pending.remove(req)
-            if self._mode == PARSE:
-                self._mode = DISCARD
-            return True
+        # A client's EOF counts as leaving (as nginx and uvicorn treat it): whatever it waits
+        # for is abandoned, so the handler hears ClientGone instead of working for nobody.
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -501,7 +492,11 @@ class ServerConnection(asyncio.Protocol):
         transport = self._transport
         if linger and not self._tls and transport.can_write_eof():
             self._phase = LINGER
-            transport.write_eof()
+            try:
+                transport.write_eof()
+            except OSError:  # the peer is already gone
+                self._abort()
+                return
             self.deadline = self._clock() + self._limits.linger_s
             self._resume()
         else:
