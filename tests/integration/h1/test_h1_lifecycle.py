@@ -7,19 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
-from support import WAIT, connect, echo, other_tasks, read_response, read_to_eof, server
+from bearerd.h1 import ClientGone, H1Server, Request, Responder, ServerLimits, serve_tcp
 
-from bearerd.h1 import ClientGone, Request, Responder, ServerLimits
+from .support import WAIT, connect, echo, other_tasks, read_response, read_to_eof, server
 
 SHORT = ServerLimits(header_timeout_s=0.3, keepalive_timeout_s=0.3, linger_s=0.3)
 
 
 async def until(condition: Callable[[], bool]) -> None:
-    """Wait for a condition on another party's state, bounded by WAIT."""
+    """Wait for a condition on another party's state (a transport paused, a connection gone)
+    that has no event of its own; bounded by WAIT, and never a fixed sleep standing in for it."""
     async with asyncio.timeout(WAIT):
-        while not condition():
+        while not condition():  # noqa: ASYNC110
             await asyncio.sleep(0.005)
 
 
@@ -257,7 +258,5 @@ async def test_graceful_close_cancels_what_outlives_the_grace_period() -> None:
     assert other_tasks() == set()
 
 
-async def _serve(handler: Callable[[Request, Responder], object]) -> object:
-    from bearerd.h1 import serve_tcp
-
-    return await serve_tcp("127.0.0.1", 0, handler)  # type: ignore[arg-type]
+async def _serve(handler: Callable[[Request, Responder], Awaitable[None]]) -> H1Server:
+    return await serve_tcp("127.0.0.1", 0, handler)

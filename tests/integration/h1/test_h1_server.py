@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
-from support import Seen, connect, echo, exchange, read_response, read_to_eof, server
-
 from bearerd.h1 import Request, Responder, ServerLimits
+
+from .support import Seen, connect, echo, exchange, read_response, read_to_eof, server
 
 
 async def test_content_length_request_and_keep_alive() -> None:

@@ -9,11 +9,13 @@ import pytest
 import uvloop
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import Seen, connect, echo, read_response, read_to_eof, server
 
 from bearerd.h1 import ServerLimits
 
+from .support import Seen, connect, echo, read_response, read_to_eof, server
+
 H = b"Host: h\r\n"
+POST = b"POST / HTTP/1.1\r\nHost: h\r\n"
 
 REFUSALS = [
     ("http09", b"GET /x\r\n\r\n", 400),
@@ -21,19 +23,19 @@ REFUSALS = [
     ("bad_version", b"GET / HTTP/1.2\r\nHost: h\r\n\r\n", 400),
     ("garbage", b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\r\n\r\n", 400),
     ("http10_te", b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
-    ("te_identity_chunked", b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: identity, chunked\r\n\r\n0\r\n\r\n", 501),
-    ("te_gzip_chunked", b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501),
-    ("te_chunked_chunked", b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n", 501),
-    ("te_two_fields", b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n", 501),
-    ("te_gzip", b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip\r\n\r\nabc", 501),
-    ("te_and_cl", b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n", 400),
-    ("cl_and_te", b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
-    ("cl_duplicate", b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 3\r\nContent-Length: 3\r\n\r\nabc", 400),
-    ("cl_conflict", b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400),
-    ("cl_list", b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 3, 3\r\n\r\nabc", 400),
-    ("cl_sign", b"POST / HTTP/1.1\r\n" + H + b"Content-Length: +3\r\n\r\nabc", 400),
-    ("bad_chunk_size", b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", 400),
-    ("chunk_overflow", b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\nfffffffffffffffffff\r\n", 400),
+    ("te_identity_chunked", POST + b"Transfer-Encoding: identity, chunked\r\n\r\n0\r\n\r\n", 501),
+    ("te_gzip_chunked", POST + b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501),
+    ("te_chunked_chunked", POST + b"Transfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n", 501),
+    ("te_two_fields", POST + b"Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n", 501),
+    ("te_gzip", POST + b"Transfer-Encoding: gzip\r\n\r\nabc", 501),
+    ("te_and_cl", POST + b"Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n", 400),
+    ("cl_and_te", POST + b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+    ("cl_duplicate", POST + b"Content-Length: 3\r\nContent-Length: 3\r\n\r\nabc", 400),
+    ("cl_conflict", POST + b"Content-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400),
+    ("cl_list", POST + b"Content-Length: 3, 3\r\n\r\nabc", 400),
+    ("cl_sign", POST + b"Content-Length: +3\r\n\r\nabc", 400),
+    ("bad_chunk_size", POST + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", 400),
+    ("chunk_overflow", POST + b"Transfer-Encoding: chunked\r\n\r\nfffffffffffffffffff\r\n", 400),
     ("obs_fold", b"GET / HTTP/1.1\r\n" + H + b"X-A: a\r\n b\r\n\r\n", 400),
     ("bare_cr", b"GET / HTTP/1.1\r\n" + H + b"X-A: a\rb\r\n\r\n", 400),
     ("bare_lf_value", b"GET / HTTP/1.1\r\n" + H + b"X-A: a\nb\r\n\r\n", 400),
