@@ -523,6 +523,7 @@ class UpstreamConnection(asyncio.Protocol):
     def expire(self, now: float) -> None:
         phase = self._phase
         if phase is None:  # idle too long
+            self._pool._book.remove_idle(self)
             self._close()
             return
         self._broken(UpstreamTimeoutError(phase))

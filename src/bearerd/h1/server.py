@@ -190,6 +190,7 @@ class ServerConnection(asyncio.Protocol):
     # -- llhttp callbacks -----------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        self._reset_head()
         self._in_head = True
         self._head_first = True
 
@@ -208,6 +209,8 @@ class ServerConnection(asyncio.Protocol):
             self._stop(HeadersTooLarge("request header block too large"))
         if len(self._headers) >= limits.max_header_count:
             self._stop(HeadersTooLarge("too many header fields"))
+        if not self._in_head:
+            return  # a trailer field of a chunked request body: counted, then dropped
         n = name.decode("latin-1")
         v = value.rstrip(b" \t").decode("latin-1")  # llhttp keeps trailing OWS
         self._headers.append((n, v))
@@ -261,7 +264,7 @@ class ServerConnection(asyncio.Protocol):
             expect is not None and expect[0].lower() == "100-continue",
             parser.should_upgrade(),
         )
-        self._reset_head()
+        self._in_head = False
         self._p_req = req
         if self._current is None:
             self._start(req)
