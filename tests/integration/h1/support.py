@@ -54,9 +54,7 @@ def echo(seen: Seen | None = None) -> Handler:
 
 
 @contextlib.asynccontextmanager
-async def server(
-    handler: Handler, limits: ServerLimits | None = None, **kwargs: Any
-) -> AsyncIterator[H1Server]:
+async def server(handler: Handler, limits: ServerLimits | None = None, **kwargs: Any) -> AsyncIterator[H1Server]:
     srv = await serve_tcp("127.0.0.1", 0, handler, limits, **kwargs)
     try:
         yield srv

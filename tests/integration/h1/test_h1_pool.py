@@ -95,16 +95,19 @@ async def test_forwarding_content_length_and_chunked_both_ways() -> None:
 
 
 async def test_head_204_304_through_the_pool() -> None:
-    async with server(backend_handler) as up, proxied(f"http://127.0.0.1:{up.port}") as (port, _):
-        async with connect(port) as (reader, writer):
-            writer.write(b"HEAD /status/200 HTTP/1.1\r\nHost: f\r\n\r\n")
-            head = await read_response(reader, head_request=True)
-            writer.write(b"GET /status/204 HTTP/1.1\r\nHost: f\r\n\r\n")
-            no_content = await read_response(reader)
-            writer.write(b"GET /status/304 HTTP/1.1\r\nHost: f\r\n\r\n")
-            not_modified = await read_response(reader)
-            writer.write(b"GET /status/200 HTTP/1.1\r\nHost: f\r\n\r\n")
-            full = await read_response(reader)
+    async with (
+        server(backend_handler) as up,
+        proxied(f"http://127.0.0.1:{up.port}") as (port, _),
+        connect(port) as (reader, writer),
+    ):
+        writer.write(b"HEAD /status/200 HTTP/1.1\r\nHost: f\r\n\r\n")
+        head = await read_response(reader, head_request=True)
+        writer.write(b"GET /status/204 HTTP/1.1\r\nHost: f\r\n\r\n")
+        no_content = await read_response(reader)
+        writer.write(b"GET /status/304 HTTP/1.1\r\nHost: f\r\n\r\n")
+        not_modified = await read_response(reader)
+        writer.write(b"GET /status/200 HTTP/1.1\r\nHost: f\r\n\r\n")
+        full = await read_response(reader)
     assert head.status == 200 and head.get("content-length") == "5"
     assert no_content.status == 204 and no_content.get("content-length") is None
     assert not_modified.status == 304 and not_modified.get("etag") == '"e"'
@@ -190,7 +193,7 @@ def _keep_then_drop_script() -> RawUpstream:
 
     async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         n = up.connections
-        line, fields = await read_request_head(reader)
+        _line, fields = await read_request_head(reader)
         if "content-length" in fields:
             await reader.readexactly(int(fields["content-length"]))
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\nconn%d" % (len(b"connN"), n))
