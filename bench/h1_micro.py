@@ -15,9 +15,11 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -77,6 +79,23 @@ def _start(*args: str) -> tuple[subprocess.Popen[str], int]:
     return proc, int(proc.stdout.readline())
 
 
+def _start_aiohttp_backend() -> tuple[subprocess.Popen[str], int]:
+    sys.path.insert(0, str(REPO / "bench"))
+    from procs import free_port  # the repo's bench harness picks ports this way
+
+    port = free_port()
+    proc = subprocess.Popen(  # noqa: S603
+        [sys.executable, str(REPO / "bench" / "backend.py"), "--port", str(port)], cwd=REPO, text=True
+    )
+    for _ in range(200):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.1):
+                return proc, port
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("aiohttp backend did not start")
+
+
 def _wrk(port: int, seconds: float, connections: int) -> tuple[float, int]:
     out = subprocess.run(  # noqa: S603
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", f"http://127.0.0.1:{port}/api/status"],  # noqa: S607
@@ -106,6 +125,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--backend",
+        choices=["h1", "aiohttp"],
+        default="h1",
+        help="the direct target: this core's own server (default) or bench/backend.py (aiohttp)",
+    )
     args = parser.parse_args()
     if args.role is not None:
         import uvloop
@@ -113,7 +138,10 @@ def main() -> None:
         uvloop.run(_backend() if args.role == "backend" else _proxy(args.upstream))
         return
 
-    backend, backend_port = _start("--role", "backend")
+    if args.backend == "h1":
+        backend, backend_port = _start("--role", "backend")
+    else:
+        backend, backend_port = _start_aiohttp_backend()
     proxy, proxy_port = _start("--role", "proxy", "--upstream", str(backend_port))
     hz = os.sysconf("SC_CLK_TCK")
     try:
@@ -134,7 +162,7 @@ def main() -> None:
         print(
             f"median ratio {statistics.median(ratios):.3f} (spread {min(ratios):.3f}-{max(ratios):.3f}), "
             f"proxy CPU median {statistics.median(cpu_us):.1f} us/req, "
-            f"wrk -t1 -c{args.connections} -d{args.seconds:g}s, uvloop, {os.cpu_count()} CPUs"
+            f"wrk -t1 -c{args.connections} -d{args.seconds:g}s, uvloop, {args.backend} backend, {os.cpu_count()} CPUs"
         )
     finally:
         for proc in (proxy, backend):

@@ -298,6 +298,14 @@ class UpstreamConnection(asyncio.Protocol):
 
     async def _send_body(self, body: AsyncIterable[bytes], declared: int | None) -> bool:
         """Stream ``body``; False when it stopped early because the answer already came."""
+        try:
+            return await self._send_chunks(body, declared)
+        finally:
+            aclose = getattr(body, "aclose", None)  # an async generator left half-read
+            if aclose is not None:
+                await aclose()
+
+    async def _send_chunks(self, body: AsyncIterable[bytes], declared: int | None) -> bool:
         transport = self._transport
         sent = 0
         async for data in body:

@@ -267,14 +267,22 @@ class Responder:
         return True, "" if http11 else "Connection: keep-alive\r\n"
 
     async def send(
-        self, status: int, reason: str, headers: Headers = (), body: bytes = b"", *, close: bool = False
+        self,
+        status: int,
+        reason: str,
+        headers: Headers = (),
+        body: bytes = b"",
+        *,
+        length: int | None = None,
+        close: bool = False,
     ) -> None:
-        """The whole answer, head and body in one write; framed by Content-Length."""
+        """The whole answer, head and body in one write, framed by Content-Length. ``length``
+        only matters for answers without a body (HEAD, 304): the length to announce."""
         keep, connection = self._begin(status, close)
         req = self._req
-        head_request = req.method == "HEAD"
-        length = None if head_request and not body else len(body)  # HEAD: say nothing rather than 0
-        mode, framing = wire.response_framing(head_request, status, req.version == "1.1", length)
+        if body or not (req.method == "HEAD" or status == 304):
+            length = len(body)
+        mode, framing = wire.response_framing(req.method == "HEAD", status, req.version == "1.1", length)
         head = wire.response_head(status, reason, headers, framing, connection)
         transport = self._conn._transport
         if mode == wire.NO_BODY or not body:

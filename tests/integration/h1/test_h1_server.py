@@ -4,8 +4,9 @@ pipelining, handler failures."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
-from bearerd.h1 import Request, Responder, ServerLimits
+from bearerd.h1 import Request, Responder, ServerLimits, serve_unix
 
 from .support import Seen, connect, echo, exchange, read_response, read_to_eof, server
 
@@ -220,3 +221,21 @@ async def test_request_facts_and_lookup() -> None:
     assert req.scheme == "http" and req.server_name is None
     assert req.peer[0] == "127.0.0.1" and req.local_addr[1] == srv.port
     assert not req.has_body and not req.upgrade and req.keep_alive
+
+
+async def test_send_announces_a_length_for_head_and_serve_unix(tmp_path: Path) -> None:
+    async def handler(request: Request, responder: Responder) -> None:
+        await responder.send(200, "OK", [("Content-Length", "1")], length=321)
+
+    srv = await serve_unix(str(tmp_path / "h1.sock"), handler)
+    try:
+        reader, writer = await asyncio.open_unix_connection(str(tmp_path / "h1.sock"))
+        writer.write(b"HEAD / HTTP/1.1\r\nHost: h\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        head = await read_response(reader, head_request=True)
+        get = await read_response(reader)
+        writer.close()
+    finally:
+        await srv.close()
+    assert head.get("content-length") == "321"
+    assert get.get("content-length") == "0" and get.body == b""  # a GET answer has the body it has
+    assert srv.address == str(tmp_path / "h1.sock")
