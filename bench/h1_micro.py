@@ -98,7 +98,7 @@ def _start_aiohttp_backend() -> tuple[subprocess.Popen[str], int]:
 
 def _wrk(port: int, seconds: float, connections: int) -> tuple[float, int]:
     out = subprocess.run(  # noqa: S603
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", f"http://127.0.0.1:{port}/api/status"],  # noqa: S607
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", f"http://127.0.0.1:{port}/small"],  # noqa: S607
         capture_output=True,
         text=True,
         check=True,

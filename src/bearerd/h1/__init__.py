@@ -12,6 +12,32 @@ byte tunnels, on plain asyncio Protocols (uvloop when installed), built for per-
     ticker.py    one timer for every deadline of a listener/pool
     limits.py    ServerLimits
     errors.py    the core's exception tree
+
+A forwarding handler, in short (hop-by-hop filtering and error mapping are the caller's)::
+
+    pool = UpstreamPool("https://api.example/", ssl_context=ctx, proxy=None)
+
+    async def handler(request: Request, responder: Responder) -> None:
+        headers = [(n, v) for n, v in request.headers if n.lower() not in HOP] + [("Authorization", bearer)]
+        if request.upgrade:
+            up = await pool.upgrade(request.method, request.target, headers + ws_headers, read_timeout_s=85)
+            if up.tunnel is not None:
+                client = await responder.takeover(101, up.reason, ws_headers)
+                await relay(client, up.tunnel, idle_timeout_s=600)
+                return
+        else:
+            body = request.body() if request.has_body else None
+            up = await pool.request(request.method, request.target, headers, body, read_timeout_s=85)
+        async with up:
+            out = [(n, v) for n, v in up.headers if n.lower() not in HOP]
+            await responder.start(up.status, up.reason, out, length=up.content_length)
+            try:
+                async for chunk in up.chunks():
+                    await responder.write(chunk)
+            except UpstreamError:
+                responder.abort()  # the client sees a cut answer, never a complete-looking one
+                raise
+            await responder.end(up.trailers)
 """
 
 from .client import UpstreamResponse

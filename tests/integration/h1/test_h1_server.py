@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import structlog.testing
+
 from bearerd.h1 import Request, Responder, ServerLimits, serve_unix
 
 from .support import Seen, connect, echo, exchange, read_response, read_to_eof, server
@@ -239,3 +241,18 @@ async def test_send_announces_a_length_for_head_and_serve_unix(tmp_path: Path) -
     assert head.get("content-length") == "321"
     assert get.get("content-length") == "0" and get.body == b""  # a GET answer has the body it has
     assert srv.address == str(tmp_path / "h1.sock")
+
+
+async def test_default_error_hook_logs_one_line_without_the_target() -> None:
+    async def failing(request: Request, responder: Responder) -> None:
+        raise ValueError("bad thing")
+
+    with structlog.testing.capture_logs() as logs:
+        async with server(failing) as srv:
+            resp = await exchange(srv.port, b"GET /secret?token=abc HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert resp.status == 500
+    assert len(logs) == 1
+    line = logs[0]
+    assert line["event"] == "handler_failed" and line["error"] == "ValueError" and line["log_level"] == "error"
+    assert line["at"].startswith("test_h1_server.py:")
+    assert "token=abc" not in repr(line) and "exc_info" not in line
