@@ -145,16 +145,12 @@ async def read_to_eof(reader: asyncio.StreamReader) -> bytes:
 def forwarder(pool: UpstreamPool, *, extra: tuple[str, str] = ("X-Forwarded-By", "h1")) -> Handler:
     """A forwarding handler: hop-by-hop dropped, one header added, both bodies streamed."""
 
-    async def body_of(request: Request) -> AsyncIterator[bytes]:
-        async for chunk in request.body():
-            yield chunk
-
     async def handler(request: Request, responder: Responder) -> None:
         headers = [(n, v) for n, v in request.headers if n.lower() not in HOP]
         headers.append(extra)
         body: bytes | AsyncIterator[bytes] | None = None
         if request.has_body:
-            body = body_of(request) if request.chunked else await request.read()
+            body = request.body() if request.chunked else await request.read()
         async with await pool.request(
             request.method,
             request.target,
