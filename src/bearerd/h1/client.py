@@ -223,6 +223,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._informational = False
         self._on_informational: InformationalHook | None = None
         self._stop_reason = ""
+        self._body_seen = False
         self._parser = httptools.HttpResponseParser(self)
         self._reset_head()
 
@@ -362,6 +363,15 @@ class UpstreamConnection(asyncio.Protocol):
                     self._head_tail += len(data)
                     if self._head_tail > self._max_head:
                         self._broken(UpstreamProtocolError("response head too large"))
+            elif self._trailers is not None and self._resp is not None:
+                # Chunk framing or trailers without body bytes: bounded like a head.
+                if self._body_seen:
+                    self._body_seen = False
+                    self._head_tail = 0
+                else:
+                    self._head_tail += len(data)
+                    if self._head_tail > self._max_head:
+                        self._broken(UpstreamProtocolError("chunk metadata or trailers too large"))
         self._stop_reason = ""
 
     def _stop(self, reason: str) -> None:
@@ -424,6 +434,7 @@ class UpstreamConnection(asyncio.Protocol):
             self._switching = True
             return  # resolved once llhttp hands over the bytes after the head
         self._in_head = False
+        self._head_tail = 0
         self._trailers = [] if resp.chunked else None
         self.deadline = 0.0
         if self._head_waiter is not None and not self._head_waiter.done():
@@ -439,6 +450,7 @@ class UpstreamConnection(asyncio.Protocol):
         resp: UpstreamResponse = self._resp  # type: ignore[assignment]
         resp._chunks.append(body)
         resp._buffered += len(body)
+        self._body_seen = True
         if resp._buffered > self._high and self._reading:
             self._reading = False
             self._transport.pause_reading()

@@ -107,6 +107,7 @@ class ServerConnection(asyncio.Protocol):
         self._upgrade_buf = bytearray()
         self._tunnel: Tunnel | None = None
         self._rx_extra = False
+        self._body_seen = False
         self._parser = httptools.HttpRequestParser(self)
         self._reset_head()
 
@@ -165,6 +166,16 @@ class ServerConnection(asyncio.Protocol):
                     self._head_tail += len(data)
                     if self._head_tail > self._head_cap:
                         self._fail(HeadersTooLarge("request header block too large"))
+            elif self._p_req is not None and self._p_req.chunked:
+                # Chunk framing and trailers without body bytes are bounded the same way
+                # (httptools buffers an unfinished trailer field; extensions are unlimited).
+                if self._body_seen:
+                    self._body_seen = False
+                    self._head_tail = 0
+                else:
+                    self._head_tail += len(data)
+                    if self._head_tail > self._head_cap:
+                        self._fail(BadRequest("chunk metadata or trailers too large"))
 
     def eof_received(self) -> bool:
         # A client's EOF counts as leaving (as nginx and uvicorn treat it): whatever it waits
@@ -265,6 +276,7 @@ class ServerConnection(asyncio.Protocol):
             parser.should_upgrade(),
         )
         self._in_head = False
+        self._head_tail = 0
         self._p_req = req
         if self._current is None:
             self._start(req)
@@ -280,6 +292,7 @@ class ServerConnection(asyncio.Protocol):
         req: Request = self._p_req  # type: ignore[assignment]  # llhttp reports headers first
         req._chunks.append(body)
         req._buffered += len(body)
+        self._body_seen = True
         if req._buffered > self._limits.body_high_water and self._reading:
             self._pause()
         if req._waiter is not None:

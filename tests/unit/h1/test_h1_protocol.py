@@ -4,6 +4,7 @@ writes back, and which requests reach the handler — keep-alive decisions and l
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -124,3 +125,30 @@ async def test_a_head_still_arriving_is_bounded_before_its_fields_complete() -> 
         conn.data_received(b"v" * 512)  # one unfinished field, never reported by llhttp
     assert transport.out.startswith(b"HTTP/1.1 431 ") and transport.closed
     assert seen == []
+
+
+async def test_endless_trailer_or_chunk_extension_is_bounded() -> None:
+    limits = ServerLimits(max_header_bytes=1024, max_request_line=64)
+    for tail in (b"0\r\nX-Endless: ", b"5;ext="):
+        got: list[BaseException] = []
+        conn = ServerConnection(Shared(_reader_into(got), limits, lambda r, e: None, None))
+        transport = FakeTransport()
+        conn.connection_made(transport)
+        conn.data_received(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n" + tail)
+        for _ in range(4):
+            conn.data_received(b"v" * 512)
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert transport.out.startswith(b"HTTP/1.1 400 ") and transport.closed
+        assert [type(e).__name__ for e in got] == ["ClientGone"]
+
+
+def _reader_into(got: list[BaseException]) -> Callable[[Request, Responder], Awaitable[None]]:
+    async def handler(request: Request, responder: Responder) -> None:
+        try:
+            await request.read()
+        except Exception as exc:
+            got.append(exc)
+            raise
+
+    return handler
