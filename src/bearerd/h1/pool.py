@@ -105,6 +105,9 @@ class UpstreamPool:
         self.origin = origin if isinstance(origin, Origin) else Origin.parse(origin)
         self.proxy = EgressProxy.parse(proxy) if isinstance(proxy, str) else proxy
         self.options = options or PoolOptions()
+        # One context for every connection (building one loads the trust store).
+        if ssl_context is None and self.origin.scheme == "https":
+            ssl_context = ssl.create_default_context()
         self._ssl = ssl_context
         self._clock = clock
         self._book: PoolBook[UpstreamConnection] = PoolBook(self.options.max_connections)
