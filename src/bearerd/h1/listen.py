@@ -1,0 +1,146 @@
+"""Listeners: bind TCP or a Unix socket to a handler, and close them gracefully.
+
+Shutdown, in order: stop accepting; close idle keep-alive connections at once and let busy
+ones finish the answer in progress (then close); wait up to the grace period; abort whatever
+is left (tunnels included) and cancel its handler tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import ssl as _ssl
+from types import TracebackType
+from typing import Any
+
+import structlog
+
+from .exchange import Request
+from .limits import ServerLimits
+from .server import ErrorHook, Handler, RefusalHook, ServerConnection, Shared
+
+log = structlog.get_logger("bearerd.h1")
+
+
+def log_handler_error(request: Request, exc: BaseException) -> None:
+    """Default ``on_error``: one line, no traceback, no target (queries may carry secrets)."""
+    frame = exc.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    where = f"{os.path.basename(frame.tb_frame.f_code.co_filename)}:{frame.tb_lineno}" if frame else "?"
+    log.error("handler_failed", method=request.method, error=type(exc).__name__, detail=str(exc)[:200], at=where)
+
+
+class H1Server:
+    """A bound listener. ``port`` is the one the OS chose when asked for port 0."""
+
+    def __init__(self, shared: Shared, server: asyncio.Server) -> None:
+        self._shared = shared
+        self._server = server
+        self._sockets = tuple(server.sockets)
+        self._address = self._sockets[0].getsockname()
+        shared.ticker.start()
+
+    @property
+    def sockets(self) -> tuple[Any, ...]:
+        return self._sockets
+
+    @property
+    def address(self) -> Any:
+        """The first bound address (host, port) — or the path, for a Unix socket."""
+        return self._address
+
+    @property
+    def port(self) -> int:
+        return int(self.address[1])
+
+    @property
+    def connections(self) -> int:
+        return len(self._shared.conns)
+
+    async def close(self, grace_s: float = 10.0) -> None:
+        shared = self._shared
+        shared.closing = True
+        self._server.close()
+        for conn in list(shared.conns):
+            conn.shutdown()
+        if shared.conns or shared.tasks:
+            shared.all_closed = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace_s):
+                    await shared.all_closed.wait()
+        for conn in list(shared.conns):
+            conn._abort()
+        tasks = list(shared.tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await self._server.wait_closed()
+        shared.ticker.stop()
+
+    async def __aenter__(self) -> H1Server:
+        return self
+
+    async def __aexit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        await self.close()
+
+
+def _shared(
+    handler: Handler, limits: ServerLimits, on_error: ErrorHook | None, on_refusal: RefusalHook | None
+) -> Shared:
+    return Shared(handler, limits, on_error or log_handler_error, on_refusal)
+
+
+def capture_sni(context: _ssl.SSLContext) -> None:
+    """Make the SNI name visible as ``request.server_name``, keeping any existing callback."""
+    previous = context.sni_callback
+    if getattr(previous, "_bearerd_sni", False):
+        return
+
+    def remember(obj: Any, name: str | None, ctx: _ssl.SSLContext) -> int | None:
+        obj.bearerd_sni = name
+        return previous(obj, name, ctx) if previous is not None else None  # type: ignore[arg-type]
+
+    remember._bearerd_sni = True  # type: ignore[attr-defined]
+    context.sni_callback = remember
+
+
+async def serve_tcp(
+    host: str | None,
+    port: int,
+    handler: Handler,
+    limits: ServerLimits | None = None,
+    *,
+    ssl: _ssl.SSLContext | None = None,
+    on_error: ErrorHook | None = None,
+    on_refusal: RefusalHook | None = None,
+    backlog: int = 1024,
+    reuse_port: bool = False,
+) -> H1Server:
+    shared = _shared(handler, limits or ServerLimits(), on_error, on_refusal)
+    if ssl is not None:
+        capture_sni(ssl)
+    server = await shared.loop.create_server(
+        lambda: ServerConnection(shared), host, port, ssl=ssl, backlog=backlog, reuse_port=reuse_port or None
+    )
+    return H1Server(shared, server)
+
+
+async def serve_unix(
+    path: str,
+    handler: Handler,
+    limits: ServerLimits | None = None,
+    *,
+    ssl: _ssl.SSLContext | None = None,
+    on_error: ErrorHook | None = None,
+    on_refusal: RefusalHook | None = None,
+    backlog: int = 1024,
+) -> H1Server:
+    shared = _shared(handler, limits or ServerLimits(), on_error, on_refusal)
+    if ssl is not None:
+        capture_sni(ssl)
+    server = await shared.loop.create_unix_server(lambda: ServerConnection(shared), path, ssl=ssl, backlog=backlog)
+    return H1Server(shared, server)
+
