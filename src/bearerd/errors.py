@@ -37,6 +37,7 @@ import json
 from typing import ClassVar
 
 PROBLEM_TYPE_BASE = "urn:bearerd:problem:"
+PROBLEM_CONTENT_TYPE = "application/problem+json"
 # Exit statuses of every command: success, a runtime failure, an invalid configuration or usage.
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

@@ -31,8 +31,8 @@ class Running:
 
 
 @asynccontextmanager
-async def start(config: Config, trace_configs: list[aiohttp.TraceConfig] | None = None) -> AsyncIterator[Running]:
-    daemon = Daemon(config, trace_configs)
+async def start(config: Config) -> AsyncIterator[Running]:
+    daemon = Daemon(config)
     admin = AdminListener(daemon, config.settings.server.admin or "127.0.0.1:0")
     async with daemon, aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), auto_decompress=False) as session:
         admin_host, admin_port = await admin.start()

@@ -68,7 +68,8 @@ class ServerSettings(_Frozen):
     header_timeout_s: float = Field(
         default=10.0,
         gt=0,
-        description="a new connection must send its first request's headers within this time (slowloris)",
+        description="a request's headers must arrive within this time, counted from its first byte (leading "
+        "empty lines included) — every request on a connection, not just the first (slowloris)",
     )
     max_header_bytes: int = Field(
         default=8190,
@@ -78,6 +79,13 @@ class ServerSettings(_Frozen):
     )
     max_headers: int = Field(
         default=100, ge=8, le=1000, description="header count limit; over it a request is refused (431)"
+    )
+    max_header_block_bytes: int = Field(
+        default=64 * 1024,
+        ge=4096,
+        le=1024 * 1024,
+        description="size limit of a request's whole header block (request line and every header); over it the "
+        "request is refused (431), as nginx and Envoy do",
     )
     tls_listen: list[str] = Field(
         default_factory=list,
@@ -367,6 +375,19 @@ class RouteSettings(_Frozen):
         gt=0,
         description="longest silence from the upstream (waiting for the response or between body chunks); above "
         "App Proxy's 180 s backend timeout, so App Proxy times out first and says so",
+    )
+    pool_max_connections: int = Field(
+        default=64,
+        ge=1,
+        le=4096,
+        description="most connections open to this upstream at once (each TLS connection holds ~256 KiB of "
+        "buffers, so this bounds memory); more requests wait for a free one",
+    )
+    pool_wait_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="how long a request waits for a free upstream connection before it gets 503 "
+        "`upstream-busy` with `Retry-After`",
     )
     replay_max_bytes: int = Field(
         default=64 * 1024,

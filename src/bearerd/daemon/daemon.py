@@ -12,7 +12,6 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import structlog
 from prometheus_client import CollectorRegistry
 
@@ -23,8 +22,8 @@ from bearerd.proxy.accounting import Accounting
 from bearerd.proxy.clientkey import ClientKeyCheck
 from bearerd.proxy.handler import Proxy
 from bearerd.proxy.listeners import Listeners
+from bearerd.proxy.pools import Pools
 from bearerd.proxy.routing import build_routing
-from bearerd.proxy.websocket import refuse_redirects
 from bearerd.tokens.registry import Providers
 
 if TYPE_CHECKING:
@@ -32,21 +31,12 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("bearerd.daemon")
 
-# Headers aiohttp would add on its own; a proxy forwards what the client sent, nothing more.
-_SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
-# How much of a streamed body may wait in bearerd per direction before the sender is paused.
-# aiohttp's 64 KiB made a 1 GiB transfer pause and resume the socket ~16,000 times; 512 KiB
-# measured ~10% faster in bench/ for ~5 MB more peak RSS (1 MiB: no faster, ~10 MB more).
-STREAM_BUFFER_BYTES = 1 << 19
-
 
 class Daemon(Lifecycle):
     """All of bearerd that runs: started by ``async with``, stopped on exit."""
 
-    def __init__(self, config: Config, trace_configs: list[aiohttp.TraceConfig] | None = None) -> None:
+    def __init__(self, config: Config) -> None:
         self.config = config
-        # Observers of every outbound upstream request (tests use one to check where tokens go).
-        self._trace_configs = trace_configs
         self.metrics = Metrics()
         self.fleet: Fleet | None = None
         if config.settings.cache.backend == "redis":
@@ -54,10 +44,10 @@ class Daemon(Lifecycle):
 
             self.fleet = Fleet.for_config(config, on_connected=self.metrics.observe_fleet)
         self.providers = Providers(config, on_attempt=self.metrics.observe_acquisition, fleet=self.fleet)
-        self.routing = build_routing(config, self.providers)
+        self.pools = Pools()
+        self.routing = build_routing(config, self.providers, self.pools)
         self.started_at = time.time()
         self.ready = False
-        self._sessions: list[aiohttp.ClientSession] = []
         self._proxy: Proxy | None = None
         self._listeners: Listeners | None = None
         self.metrics.watch_token_expiry(self._token_expiry)
@@ -74,18 +64,12 @@ class Daemon(Lifecycle):
     async def _start(self) -> None:
         if self.fleet is not None:
             await self.fleet.start()
-        session = self._session(aiohttp.TCPConnector(limit=0, ttl_dns_cache=300), read_bufsize=STREAM_BUFFER_BYTES)
-        ws_session = self._session(None, middlewares=(refuse_redirects,))
-        settings = self.config.settings
-        auth = settings.server.client_auth
+        auth = self.config.settings.server.client_auth
         key = self.config.secrets.client_key
         self._proxy = Proxy(
             self.routing,
-            session,
-            ws_session,
             Accounting(self.metrics),
             ClientKeyCheck(auth.header, key) if auth is not None and key is not None else None,
-            stream_buffer_bytes=STREAM_BUFFER_BYTES,
         )
         self._listeners = Listeners(self.config, self._proxy)
         await self._listeners.start()
@@ -100,35 +84,20 @@ class Daemon(Lifecycle):
             provider.warm_up()
         self.ready = True
 
-    def _session(self, connector: aiohttp.BaseConnector | None, **options: Any) -> aiohttp.ClientSession:
-        session = aiohttp.ClientSession(
-            connector=connector,
-            auto_decompress=False,
-            trust_env=False,
-            cookie_jar=aiohttp.DummyCookieJar(),  # never share one client's cookies with another
-            skip_auto_headers=_SKIP_AUTO_HEADERS,
-            trace_configs=self._trace_configs,
-            **options,
-        )
-        self._sessions.append(session)
-        return session
-
     async def _stop(self) -> None:
         """The stop order, each step after the previous has finished:
 
         1. not ready: ``/readyz`` turns 503 so a load balancer stops sending;
         2. listeners stop accepting, then requests in flight finish within ``shutdown_timeout_s``
            (they still need their tokens and upstream connections, so those go later);
-        3. upstream connections close;
+        3. upstream connection pools close;
         4. token providers stop their timers and wait for acquisitions in their worker threads;
         5. the fleet's monitor stops and its Redis connection closes (providers no longer use it).
         """
         self.ready = False
         if self._listeners is not None:
             await self._listeners.close()
-        for session in self._sessions:
-            await session.close()
-        self._sessions.clear()
+        await self.pools.close()
         await self.providers.aclose()
         if self.fleet is not None:
             await self.fleet.close()
@@ -171,9 +140,10 @@ class Daemon(Lifecycle):
         providers = Providers(
             applied, on_attempt=self.metrics.observe_acquisition, reuse=self.providers, fleet=self.fleet
         )
-        routing = build_routing(applied, providers, previous=self.routing)
+        routing = build_routing(applied, providers, self.pools, previous=self.routing)
         old = self.providers
         self._proxy.routing = self.routing = routing
+        self.pools.retire_unused(routing.pools())
         self.providers = providers
         self.config = applied
         await providers.close_unused(old)

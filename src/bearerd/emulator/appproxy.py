@@ -24,8 +24,8 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from bearerd.emulator.entra import EntraEmulator
+from bearerd.emulator.wsrelay import relay
 from bearerd.proxy.headers import HOP_BY_HOP
-from bearerd.proxy.websocket import relay
 
 SIGN_IN_HOST = "login.microsoftonline.com"
 

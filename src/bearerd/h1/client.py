@@ -203,6 +203,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._high = opts.high_water
         self._max_head = opts.max_response_head
         self._max_count = opts.max_response_headers
+        self._max_field = opts.max_response_field
         self.deadline = 0.0
         self._phase: TimeoutPhase | None = None  # what an expired deadline means; None: idle
         self.served = 0
@@ -386,9 +387,12 @@ class UpstreamConnection(asyncio.Protocol):
         self._reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._hbytes += len(name) + len(value) + 4
+        size = len(name) + len(value) + 4
+        self._hbytes += size
         if self._hbytes > self._max_head or len(self._headers) >= self._max_count:
             self._stop("response head too large")
+        if size > self._max_field:
+            self._stop("a response header field is too large")
         field = (name.decode("latin-1"), value.rstrip(b" \t").decode("latin-1"))
         if self._trailers is not None:
             self._trailers.append(field)

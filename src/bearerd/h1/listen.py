@@ -143,4 +143,3 @@ async def serve_unix(
         capture_sni(ssl)
     server = await shared.loop.create_unix_server(lambda: ServerConnection(shared), path, ssl=ssl, backlog=backlog)
     return H1Server(shared, server)
-

@@ -39,6 +39,9 @@ class PoolOptions:
     happy_eyeballs_delay_s: float | None = 0.25
     max_response_head: int = 64 * 1024
     max_response_headers: int = 100
+    # One field over this is a misbehaving upstream (nginx refuses a head over 4-8 KiB in all):
+    # 502, rather than passing a header on that clients would refuse themselves.
+    max_response_field: int = 16 * 1024
     # Response body bytes buffered before the upstream is paused.
     high_water: int = 512 * 1024
     # Suggested to clients when the pool is exhausted (PoolBusy.retry_after_s).
@@ -258,20 +261,35 @@ class UpstreamPool:
             self._ticker.members.discard(conn)
             self._book.remove_idle(conn)
             self._slot_freed()
-            if self._closed and not self._ticker.members and self._all_gone is not None:
-                self._all_gone.set()
+            if self._closed and not self._ticker.members:
+                self._ticker.stop()
+                if self._all_gone is not None:
+                    self._all_gone.set()
 
     def _detach(self, conn: UpstreamConnection) -> None:
         """``conn`` became a tunnel: it leaves the pool and frees its slot."""
         self._forget(conn)
 
-    async def close(self) -> None:
-        """Close every connection; waiters and later requests fail."""
+    def retire(self) -> None:
+        """No new requests (nobody uses this pool any more, e.g. after a reload): idle
+        connections close now, busy ones as soon as their answer is complete."""
+        self._fail_waiters()
+        idle, self._book.idle = self._book.idle, []
+        for conn in idle:
+            conn._close()
+        if self._ticker is not None and not self._ticker.members:
+            self._ticker.stop()
+
+    def _fail_waiters(self) -> None:
         self._closed = True
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_exception(UpstreamConnectError("pool closed"))
+
+    async def close(self) -> None:
+        """Close every connection; waiters and later requests fail."""
+        self._fail_waiters()
         self._book.idle.clear()
         if self._ticker is not None:
             self._ticker.stop()

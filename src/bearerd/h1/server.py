@@ -380,8 +380,11 @@ class ServerConnection(asyncio.Protocol):
     async def _run(self, req: Request, responder: Responder) -> None:
         ok = False
         try:
-            await self._shared.handler(req, responder)
-            ok = True
+            # A body already found malformed in the same read as its head (say, a bad chunk size):
+            # the handler never sees the request, and the deferred refusal goes out instead.
+            if req._error is None:
+                await self._shared.handler(req, responder)
+                ok = True
         except ClientGone:
             pass
         except asyncio.CancelledError:

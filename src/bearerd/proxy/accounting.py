@@ -12,6 +12,7 @@ import time
 
 import structlog
 
+from bearerd.errors import ProxyError
 from bearerd.logs import ACCESS_LOG
 from bearerd.metrics import Metrics
 from bearerd.proxy.exchange import Exchange
@@ -44,6 +45,13 @@ class Accounting:
             ):
                 return
         ACCESS_LOG.write(status == 499, exchange.access_fields(round(elapsed * 1000, 2)))
+
+    def refused(self, error: ProxyError) -> None:
+        """A request the HTTP core refused before it reached the handler (malformed, too large):
+        counted, and one access line saying why — never a traceback."""
+        self.metrics.observe_request(None, "-", error.status, 0.0, None, 0, 0)
+        fields = {"method": "-", "problem": error.slug, "detail": error.detail, "status": error.status}
+        ACCESS_LOG.write(False, {**fields, "duration_ms": 0.0})
 
     def body_failed(self, exchange: Exchange) -> None:
         """The upstream failed after the response had started (the client gets a cut stream)."""

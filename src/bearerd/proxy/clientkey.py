@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import hmac
-from collections.abc import Mapping
+from collections.abc import Callable
 
 from pydantic import SecretStr
 
@@ -22,9 +22,10 @@ class ClientKeyCheck:
         self._proxy_auth = self.lower == "proxy-authorization"
         self._key = key.get_secret_value().encode()
 
-    def verify(self, headers: Mapping[str, str]) -> None:
-        """Raise ``ClientKeyRequired`` unless ``headers`` carry the key."""
-        value = headers.get(self.header)
+    def verify(self, get: Callable[[str], str | None]) -> None:
+        """Raise ``ClientKeyRequired`` unless the request (``get``: its field by lower-case name)
+        carries the key."""
+        value = get(self.lower)
         presented = ""
         if value is not None:
             presented = _from_proxy_authorization(value) if self._proxy_auth else value.strip()

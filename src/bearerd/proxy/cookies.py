@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import threading
 
-from multidict import CIMultiDict
-
 APP_PROXY_PREFIX = "azureappproxy"
 
 
@@ -25,29 +23,33 @@ class AppProxyJar:
         self._cookies: dict[str, str] = {}
         self._lock = threading.Lock()
 
-    def apply(self, headers: CIMultiDict[str]) -> None:
-        """Outgoing request: drop client-sent App Proxy cookies, add ours."""
-        pairs: list[str] = []
-        for value in headers.popall("Cookie", ()):
-            pairs.extend(p.strip() for p in value.split(";") if p.strip() and not _is_app_proxy(p.split("=", 1)[0]))
+    def request_cookie(self, client_values: list[str]) -> str | None:
+        """The ``Cookie`` header to send upstream: the client's own cookies (App Proxy's dropped:
+        a client can't forge bearerd's session) followed by the jar's."""
+        if not client_values and not self._cookies:
+            return None
+        pairs = [
+            p.strip()
+            for value in client_values
+            for p in value.split(";")
+            if p.strip() and not _is_app_proxy(p.split("=", 1)[0])
+        ]
         pairs.extend(f"{name}={value}" for name, value in self._cookies.items())
-        if pairs:
-            headers["Cookie"] = "; ".join(pairs)
+        return "; ".join(pairs) if pairs else None
 
-    def absorb(self, headers: CIMultiDict[str], local_prefix: str | None) -> None:
-        """Incoming response: keep App Proxy's cookies, rewrite the backend's for the local client."""
-        set_cookies = headers.popall("Set-Cookie", ())
-        for value in set_cookies:
-            first, _, attributes = value.partition(";")
-            name, _, cookie_value = first.partition("=")
-            if _is_app_proxy(name):
-                with self._lock:
-                    if "max-age=0" in attributes.lower().replace(" ", ""):
-                        self._cookies.pop(name.strip(), None)
-                    else:
-                        self._cookies[name.strip()] = cookie_value.strip()
-                continue
-            headers.add("Set-Cookie", _localize(first, attributes, local_prefix))
+    def response_cookie(self, set_cookie: str, local_prefix: str | None) -> str | None:
+        """One upstream ``Set-Cookie``: App Proxy's is kept here (None: not for the client); the
+        backend's is rewritten for the local client."""
+        first, _, attributes = set_cookie.partition(";")
+        name, _, cookie_value = first.partition("=")
+        if not _is_app_proxy(name):
+            return _localize(first, attributes, local_prefix)
+        with self._lock:
+            if "max-age=0" in attributes.lower().replace(" ", ""):
+                self._cookies.pop(name.strip(), None)
+            else:
+                self._cookies[name.strip()] = cookie_value.strip()
+        return None
 
 
 def _localize(first: str, attributes: str, local_prefix: str | None) -> str:

@@ -8,7 +8,7 @@ Off unless ``cors_origins`` is set.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from bearerd.errors import CorsOriginRefused
@@ -31,25 +31,26 @@ class CorsPolicy:
             raise CorsOriginRefused(f"origin {origin!r} is not in this route's cors_origins")
         return origin
 
-    def preflight(self, origin: str, request_headers: Mapping[str, str]) -> dict[str, str]:
-        """The headers of bearerd's own 204 answer to a preflight from an allowed origin."""
-        headers = {
-            "Access-Control-Allow-Origin": origin,
-            "Access-Control-Allow-Methods": request_headers.get("Access-Control-Request-Method", "GET"),
-            "Access-Control-Allow-Credentials": "true",
-            "Access-Control-Max-Age": str(self.max_age_s),
-            "Vary": "Origin",
-        }
-        wanted = request_headers.get("Access-Control-Request-Headers")
-        if wanted:
-            headers["Access-Control-Allow-Headers"] = wanted
+    def preflight(self, origin: str, method: str, wanted_headers: str | None) -> list[tuple[str, str]]:
+        """The headers of bearerd's own 204 answer to a preflight from an allowed origin, for the
+        request's ``Access-Control-Request-Method`` and ``-Headers``."""
+        headers = [
+            ("Access-Control-Allow-Origin", origin),
+            ("Access-Control-Allow-Methods", method),
+            ("Access-Control-Allow-Credentials", "true"),
+            ("Access-Control-Max-Age", str(self.max_age_s)),
+            ("Vary", "Origin"),
+        ]
+        if wanted_headers:
+            headers.append(("Access-Control-Allow-Headers", wanted_headers))
         return headers
 
 
-def is_preflight(method: str, request_headers: Mapping[str, str]) -> bool:
-    return method == "OPTIONS" and "Access-Control-Request-Method" in request_headers
+def preflight_method(method: str, get: Callable[[str], str | None]) -> str | None:
+    """The method a preflight asks about, or None when this is not a preflight."""
+    return get("access-control-request-method") if method == "OPTIONS" else None
 
 
-# Added to every proxied answer for an allowed origin (and ``Vary: Origin`` appended).
-def answer_headers(origin: str) -> dict[str, str]:
-    return {"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Credentials": "true"}
+def answer_headers(origin: str) -> list[tuple[str, str]]:
+    """Added to every proxied answer for an allowed origin."""
+    return [("Access-Control-Allow-Origin", origin), ("Access-Control-Allow-Credentials", "true"), ("Vary", "Origin")]

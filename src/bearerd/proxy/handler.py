@@ -1,26 +1,25 @@
 """The request path: one handler for every proxied request, in the order the request needs it.
 
 route → header hygiene → cookies and CORS → token → body → ``send_with_token`` → response back.
-Failures are ``ProxyError``s from wherever they arise and become problem+json here and only here,
-with the route the request was for. Bodies are streamed in both directions, never buffered,
-except a small request body kept so the request can be replayed once if the upstream refuses the
-token. The request's ``Routing`` snapshot is read once and used to the end of its response.
-Metrics and the access line are recorded from the request's ``Exchange`` after the response left.
+It runs on bearerd's own HTTP/1.1 core (``bearerd.h1``): the core has already refused what is
+malformed, and owns framing, keep-alive and flow control. Failures are ``ProxyError``s from
+wherever they arise and become problem+json here and only here, with the route the request was
+for. Bodies are streamed in both directions, never buffered, except a small request body kept so
+the request can be replayed once if the upstream refuses the token, and a small response body
+sent in the same write as its head. The request's ``Routing`` snapshot is read once and used to
+the end of its response; the ``Exchange`` record is accounted for after the response has left.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from http import HTTPStatus
 
-import aiohttp
-from aiohttp import web
-from multidict import CIMultiDict
-from yarl import URL
-
-from bearerd.errors import BadRequest, Forbidden, MethodNotAllowed, NoRoute, ProxyError
+from bearerd.errors import PROBLEM_CONTENT_TYPE, BadRequest, Forbidden, MethodNotAllowed, NoRoute, ProxyError
+from bearerd.h1 import ClientGone, Request, Responder, UpstreamError, UpstreamResponse
 from bearerd.proxy import cors, upstream
 from bearerd.proxy.accounting import Accounting
 from bearerd.proxy.clientkey import ClientKeyCheck
@@ -29,19 +28,25 @@ from bearerd.proxy.headers import downstream_headers, upstream_headers
 from bearerd.proxy.retry import Answer, send_with_token
 from bearerd.proxy.routes import Route, split_absolute, split_target
 from bearerd.proxy.routing import Routing, Upstream
-from bearerd.proxy.upstream import ClientGone
 from bearerd.proxy.websocket import proxy_websocket
 
-PROBLEM_HEADERS = {"Content-Type": "application/problem+json", "Cache-Control": "no-store"}
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-# Response bodies up to this size (with a Content-Length) are relayed in one piece, not streamed.
+# Response bodies up to this size (with a Content-Length) leave in the same write as their head.
 SMALL_BODY_BYTES = 64 * 1024
+_NO_BODY_STATUSES = frozenset({204, 304})
+
+Handler = Callable[[Request, Responder], Awaitable[None]]
 
 
-def problem_response(error: ProxyError, route: str | None) -> web.Response:
-    headers = dict(PROBLEM_HEADERS)
-    headers.update(error.headers())
-    return web.Response(status=error.status, body=error.body(route), headers=headers)
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
+
+
+async def send_problem(responder: Responder, error: ProxyError, route: str | None) -> None:
+    headers = [("Content-Type", PROBLEM_CONTENT_TYPE), ("Cache-Control", "no-store"), *error.headers().items()]
+    await responder.send(error.status, _reason(error.status), headers, error.body(route))
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,86 +63,64 @@ class _Target:
     def route(self) -> Route:
         return self.upstream.route
 
-    def url(self) -> URL:
+    def upstream_target(self) -> str:
         if self.forward_authority is not None:
-            return URL(self.route.upstream_origin + self.path + self.query, encoded=True)
-        return URL(self.route.upstream_target(self.path, self.query), encoded=True)
+            return self.path + self.query
+        return self.route.upstream_target(self.path, self.query)
 
 
 class Proxy:
     """Forwards requests for the routes of one or more listeners."""
 
-    def __init__(
-        self,
-        routing: Routing,
-        session: aiohttp.ClientSession,
-        ws_session: aiohttp.ClientSession,
-        accounting: Accounting,
-        client_key: ClientKeyCheck | None = None,
-        stream_buffer_bytes: int = 1 << 16,
-    ) -> None:
+    def __init__(self, routing: Routing, accounting: Accounting, client_key: ClientKeyCheck | None = None) -> None:
         self.routing = routing
-        self.session = session
-        self.ws_session = ws_session
         self.accounting = accounting
-        self.stream_buffer_bytes = stream_buffer_bytes
         self._client_key = client_key
-        self._own_headers = frozenset({client_key.lower}) if client_key is not None else frozenset()
 
-    def handler(self, listener: str, limits: tuple[int, int], local_scheme: str = "http") -> web.Server:
-        """The aiohttp server for one listener; ``limits`` is (max header bytes, max header count)."""
+    def handler(self, listener: str) -> Handler:
+        """The core's handler for one listener (its routes are ``routing.tables[listener]``)."""
 
-        async def handle(request: web.BaseRequest) -> web.StreamResponse:
-            return await self.handle(request, listener, local_scheme)
+        async def handle(request: Request, responder: Responder) -> None:
+            await self.handle(request, responder, listener)
 
-        max_bytes, max_count = limits
-        return web.Server(
-            handle,
-            access_log=None,
-            read_bufsize=self.stream_buffer_bytes,
-            handler_cancellation=False,
-            max_line_size=max_bytes,
-            max_field_size=max_bytes,
-            max_headers=max_count,
-        )
+        return handle
 
-    async def handle(self, request: web.BaseRequest, listener: str, local_scheme: str) -> web.StreamResponse:
+    async def handle(self, request: Request, responder: Responder, listener: str) -> None:
         exchange = Exchange(request.method, time.perf_counter())
         routing = self.routing  # one snapshot for the whole request, response included
         self.accounting.started()
         try:
-            response = await self._forward(request, routing, listener, local_scheme, exchange)
-            exchange.status = response.status
-            return response
+            await self._forward(request, responder, routing, listener, exchange)
         except ProxyError as exc:
-            if request.transport is None or request.transport.is_closing():
-                return self._client_left(exchange)  # the failure was the client leaving (e.g. mid-upload)
-            exchange.status, exchange.problem = exc.status, exc.slug
-            if exc.status >= 500:
-                exchange.detail = exc.detail
-            return problem_response(exc, exchange.route)
+            if request.is_gone:
+                exchange.client_closed = True  # the failure was the client leaving (e.g. mid-upload)
+            elif not responder.started:
+                exchange.problem = exc.slug
+                if exc.status >= 500:
+                    exchange.detail = exc.detail
+                await send_problem(responder, exc, exchange.route)
+            else:
+                responder.abort()  # too late for a problem document: cut the answer short instead
         except ClientGone:
-            return self._client_left(exchange)
+            exchange.client_closed = True
         finally:
-            # Metrics and the access line once the response has left: aiohttp writes what we return
-            # after this, in the same step of the task, so the client doesn't wait for bookkeeping.
+            # 499: nginx's convention for "the client closed the connection"; 500: the core answers a
+            # handler's surprise with a 500 problem of its own.
+            exchange.status = 499 if exchange.client_closed else (responder.status or 500)
+            exchange.bytes_out = responder.body_bytes
+            # Metrics and the access line after the response has been written: no client waits for them.
             asyncio.get_running_loop().call_soon(self.accounting.finished, routing, exchange)
 
-    @staticmethod
-    def _client_left(exchange: Exchange) -> web.Response:
-        exchange.status, exchange.client_closed = 499, True  # nginx's convention: the client closed
-        return web.Response(status=499)  # the connection is gone; aiohttp drops it
-
-    def _route(self, request: web.BaseRequest, routing: Routing, listener: str, exchange: Exchange) -> _Target:
+    def _route(self, request: Request, routing: Routing, listener: str, exchange: Exchange) -> _Target:
         if request.method == "CONNECT":
             raise MethodNotAllowed(
                 "bearerd adds the token to each HTTP request, which it can't do inside a CONNECT tunnel; "
                 "point the client at http://127.0.0.1:<port>/<route prefix>/ instead of using it as an https proxy"
             )
         if self._client_key is not None:
-            self._client_key.verify(request.headers)
-        target = request.raw_path
-        hosts = request.headers.getall("Host", ())
+            self._client_key.verify(request.get)
+        target = request.target
+        hosts = request.getall("host")
         if len(hosts) > 1:
             raise BadRequest("more than one Host header")
         table = routing.tables.get(listener)
@@ -163,15 +146,21 @@ class Proxy:
         return _Target(routing.upstreams[route.name], path, query, forward_authority)
 
     async def _forward(
-        self, request: web.BaseRequest, routing: Routing, listener: str, local_scheme: str, exchange: Exchange
-    ) -> web.StreamResponse:
+        self, request: Request, responder: Responder, routing: Routing, listener: str, exchange: Exchange
+    ) -> None:
         target = self._route(request, routing, listener, exchange)
         up = target.upstream
-        headers, add_token = upstream_headers(request.headers, up.policy, target.route.upstream_host, self._own_headers)
-        up.jar.apply(headers)
-        origin = up.cors.allowed(request.headers.get("Origin"))
-        if origin is not None and cors.is_preflight(request.method, request.headers):
-            return web.Response(status=204, headers=up.cors.preflight(origin, request.headers))
+        headers, cookies, add_token = upstream_headers(request.headers, request.index, up.headers)
+        cookie = up.jar.request_cookie(cookies)
+        if cookie is not None:
+            headers.append(("Cookie", cookie))
+        origin = up.cors.allowed(request.get("origin"))
+        if origin is not None:
+            asked = cors.preflight_method(request.method, request.get)
+            if asked is not None:  # App Proxy would redirect a preflight to sign-in: answer it here
+                preflight = up.cors.preflight(origin, asked, request.get("access-control-request-headers"))
+                await responder.send(204, "No Content", preflight)
+                return
 
         token: str | None = None
         if add_token:
@@ -183,115 +172,93 @@ class Proxy:
         else:
             exchange.auth = "client"
 
-        if request.method == "GET" and request.headers.get("Upgrade", "").lower() == "websocket":
+        if request.method == "GET" and (request.get("upgrade") or "").lower() == "websocket":
             exchange.websocket = True
-            return await proxy_websocket(self.ws_session, request, up, target.url(), headers, token, exchange)
+            await proxy_websocket(request, responder, up, target.upstream_target(), headers, token, exchange)
+            return
 
         body, replayable = await self._request_body(request, up, exchange)
-        url = target.url()
+        path = target.upstream_target()
 
-        async def attempt(with_token: str | None) -> aiohttp.ClientResponse:
-            if with_token is not None:
-                headers["Authorization"] = "Bearer " + with_token
-            return await upstream.send(self.session, up, request.method, url, headers, body)
+        async def attempt(with_token: str | None) -> UpstreamResponse:
+            sent = headers if with_token is None else [*headers, ("Authorization", "Bearer " + with_token)]
+            return await upstream.send(up, request.method, path, sent, body)
 
         upstream_started = time.perf_counter()
         response, exchange.retried = await send_with_token(
-            attempt,
-            _answer,
-            _release,
-            token=token,
-            provider=up.provider,
-            hosts=up.sign_in_hosts,
+            attempt, _answer, UpstreamResponse.release, token=token, provider=up.provider, hosts=up.sign_in_hosts,
             replayable=replayable,
-        )
+        )  # fmt: skip
         exchange.upstream_ms = round((time.perf_counter() - upstream_started) * 1000, 2)
         try:
-            return await self._relay(request, response, target, local_scheme, origin, exchange)
+            await self._relay(request, responder, response, target, origin, exchange)
         finally:
             response.release()
 
-    async def _request_body(
-        self, request: web.BaseRequest, up: Upstream, exchange: Exchange
-    ) -> tuple[bytes | AsyncIterator[bytes] | None, bool]:
+    async def _request_body(self, request: Request, up: Upstream, exchange: Exchange) -> tuple[upstream.Body, bool]:
         """The body to send and whether it can be sent twice (kept in memory when small)."""
-        if not request.body_exists:
+        if not request.has_body:
             return None, True
-        if request.headers.get("Expect", "").lower() == "100-continue":
-            await request.writer.write(_CONTINUE)
-        if request.content_length is not None and request.content_length <= up.replay_max_bytes:
-            body = await upstream.read_small_body(request)
+        length = request.content_length
+        if length is not None and length <= up.replay_max_bytes:
+            body = await request.read(up.replay_max_bytes)
             exchange.bytes_in = len(body)
             return body, True
         return upstream.stream_body(request, exchange), False
 
     async def _relay(
         self,
-        request: web.BaseRequest,
-        response: aiohttp.ClientResponse,
+        request: Request,
+        responder: Responder,
+        response: UpstreamResponse,
         target: _Target,
-        local_scheme: str,
         origin: str | None,
         exchange: Exchange,
-    ) -> web.StreamResponse:
-        route = target.route
-        headers = downstream_headers(response.headers)
-        target.upstream.jar.absorb(headers, route.local_prefix if target.forward_authority is None else None)
-        if origin is not None:
-            headers.update(cors.answer_headers(origin))
-            headers.add("Vary", "Origin")
-        location = headers.get("Location")
-        if location is not None:
-            if target.forward_authority is not None:
-                headers["Location"] = route.forward_location(location, target.forward_authority)
-            else:
-                local_origin = f"{local_scheme}://{request.headers.get('Host', request.host)}"
-                headers["Location"] = route.local_location(location, local_origin)
-        length = response.content_length
-        if length is not None and length <= SMALL_BODY_BYTES and request.method != "HEAD":
-            # A small body in one piece: headers and body leave in a single write.
-            with upstream.upstream_errors(None, "mid-response"):
-                body = await response.read()
-            headers.popall("Content-Length", None)
-            exchange.bytes_out = len(body)
-            return web.Response(status=response.status, reason=response.reason, headers=headers, body=body)
-        return await self._stream_response(request, response, headers, exchange)
+    ) -> None:
+        route, jar = target.route, target.upstream.jar
+        local_prefix = route.local_prefix if target.forward_authority is None else None
+        if target.forward_authority is not None:
+            authority = target.forward_authority
 
-    async def _stream_response(
-        self,
-        request: web.BaseRequest,
-        response: aiohttp.ClientResponse,
-        headers: CIMultiDict[str],
-        exchange: Exchange,
-    ) -> web.StreamResponse:
-        out = web.StreamResponse(status=response.status, reason=response.reason, headers=headers)
-        with upstream.client_errors():
-            await out.prepare(request)
+            def location(value: str) -> str:
+                return route.forward_location(value, authority)
+        else:
+            local_origin = f"{request.scheme}://{request.get('host') or 'localhost'}"
+
+            def location(value: str) -> str:
+                return route.local_location(value, local_origin)
+
+        headers = downstream_headers(
+            response.headers, response.index, lambda v: jar.response_cookie(v, local_prefix), location
+        )
+        if origin is not None:
+            headers.extend(cors.answer_headers(origin))
+        status, reason, length = response.status, response.reason, response.content_length
+        if request.method == "HEAD" or status in _NO_BODY_STATUSES:
+            await responder.send(status, reason, headers, b"", length=length)
+        elif length is not None and length <= SMALL_BODY_BYTES:
+            with upstream.upstream_errors(target.upstream.read_timeout_s):
+                body = await response.read(SMALL_BODY_BYTES)
+            await responder.send(status, reason, headers, body)
+        else:
+            await self._stream(responder, response, headers, exchange)
+
+    async def _stream(
+        self, responder: Responder, response: UpstreamResponse, headers: list[tuple[str, str]], exchange: Exchange
+    ) -> None:
+        await responder.start(response.status, response.reason, headers, length=response.content_length)
         try:
-            # iter_any: whatever has arrived, joined. Fewer, larger writes beat avoiding the join's
-            # copy (iter_chunks measured 1.1 vs 1.5 GB/s in bench/: per-chunk cost dominates).
-            async for chunk in response.content.iter_any():
-                exchange.bytes_out += len(chunk)
-                with upstream.client_errors():
-                    await out.write(chunk)
-            with upstream.client_errors():
-                await out.write_eof()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            # The upstream failed after the headers were out: the only honest signal left is to cut
-            # the connection, so the client sees a truncated body instead of a complete-looking one.
+            async for chunk in response.chunks():
+                await responder.write(chunk)
+        except UpstreamError as exc:
+            # The upstream failed after the head was out: the only honest signal left is to cut the
+            # connection, so the client sees a truncated body instead of a complete-looking one.
             exchange.upstream_error = type(exc).__name__
             self.accounting.body_failed(exchange)
-            if request.transport is not None:
-                request.transport.close()
-            raise ClientGone() from exc
-        return out
+            responder.abort()
+            return
+        await responder.end(response.trailers)
 
 
-def _answer(response: aiohttp.ClientResponse) -> Answer:
-    return Answer(
-        response.status, response.headers.get("Location"), tuple(response.headers.getall("WWW-Authenticate", ()))
-    )
-
-
-def _release(response: aiohttp.ClientResponse) -> None:
-    response.release()
+def _answer(response: UpstreamResponse) -> Answer:
+    return Answer(response.status, response.get("location"), tuple(response.getall("www-authenticate")))

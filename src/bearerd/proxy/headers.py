@@ -3,16 +3,18 @@
 Hop-by-hop headers (RFC 9110 §7.6.1) describe one connection, so they are dropped in both
 directions together with every header the ``Connection`` header names. ``Host`` is the
 upstream's. The client's own ``Authorization`` follows the route's policy; our bearer token is
-added by the caller of ``upstream_headers`` after this, so nothing here ever sees a token.
+added by the caller after this, so nothing here ever sees a token. Each direction is one pass
+over the header list, with the per-route part (``UpstreamRules``) computed once per route.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
-from multidict import CIMultiDict, CIMultiDictProxy
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from bearerd.errors import ClientAuthRejected
+
+Pairs = Sequence[tuple[str, str]]
 
 HOP_BY_HOP = frozenset(
     {
@@ -27,66 +29,88 @@ HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
-# Also never forwarded upstream: Host is rebuilt, Expect is answered by us, not passed on.
-_NOT_FORWARDED_UP = HOP_BY_HOP | {"host", "expect", "authorization"}
-_NOT_FORWARDED_DOWN = HOP_BY_HOP
+# Also never forwarded upstream as they came: Host is rebuilt, Expect is answered by us.
+_NOT_FORWARDED_UP = HOP_BY_HOP | {"host", "expect"}
 
 
-def _connection_named(headers: CIMultiDictProxy[str]) -> frozenset[str]:
-    values = headers.getall("Connection", ())
-    if not values:
-        return frozenset()
+@dataclass(frozen=True, slots=True)
+class UpstreamRules:
+    """One route's header rules, computed once: its Host, what it drops, its Authorization policy."""
+
+    host: str
+    policy: str  # replace | reject | passthrough | move:<Header>
+    drop: frozenset[str]
+    move_to: str | None
+
+    @classmethod
+    def of(cls, host: str, policy: str, own: Iterable[str] = ()) -> UpstreamRules:
+        """``own`` names (lower-case) headers that are for bearerd only, like the client key header."""
+        move_to = policy[5:] if policy.startswith("move:") else None
+        # A client must not be able to forge the moved header by sending it itself.
+        forged = {move_to.lower()} if move_to else set()
+        return cls(host, policy, _NOT_FORWARDED_UP | frozenset(own) | forged, move_to)
+
+
+def connection_named(values: Iterable[str]) -> frozenset[str]:
+    """The (lower-case) header names a ``Connection`` header lists: hop-by-hop for this hop."""
     return frozenset(t.strip().lower() for v in values for t in v.split(",") if t.strip())
 
 
 def upstream_headers(
-    incoming: CIMultiDictProxy[str], policy: str, upstream_host: str, drop: frozenset[str] = frozenset()
-) -> tuple[CIMultiDict[str], bool]:
-    """Headers to send upstream, and whether bearerd should add its own token.
-
-    ``drop`` names (lower-case) headers that are for bearerd only, like the client key header.
-    ``policy`` is the route's ``client_authorization``: ``replace`` drops the client's
-    Authorization, ``move:X`` carries it in header X, ``reject`` refuses it, ``passthrough``
-    forwards it and then adds no token of ours.
-    """
-    named = _connection_named(incoming) | drop
-    out: CIMultiDict[str] = CIMultiDict()
-    out["Host"] = upstream_host
-    for name, value in incoming.items():
+    pairs: Pairs, index: Mapping[str, list[str]], rules: UpstreamRules
+) -> tuple[list[tuple[str, str]], list[str], bool]:
+    """Headers to send upstream, the client's ``Cookie`` values (for the cookie jar) and whether
+    bearerd adds its own token. ``reject`` refuses a client ``Authorization``; ``passthrough``
+    forwards it and adds no token; ``move:X`` carries it in header X; ``replace`` drops it."""
+    named = connection_named(index["connection"]) if "connection" in index else frozenset()
+    drop = rules.drop
+    out: list[tuple[str, str]] = [("Host", rules.host)]
+    cookies: list[str] = []
+    client_auth: list[str] = []
+    for name, value in pairs:
         lname = name.lower()
-        if lname in _NOT_FORWARDED_UP or lname in named:
-            continue
-        out.add(name, value)
-    client_auth = incoming.getall("Authorization", ())
-    add_token = True
-    if client_auth:
-        if policy == "reject":
-            raise ClientAuthRejected(
-                "this route adds its own token and refuses requests that carry an Authorization header; "
-                "remove it from the client"
-            )
-        if policy == "passthrough":
-            for value in client_auth:
-                out.add("Authorization", value)
-            add_token = False
-        elif policy.startswith("move:"):
-            target = policy[5:]
-            out.popall(target, None)
-            for value in client_auth:
-                out.add(target, value)
-    elif policy.startswith("move:"):
-        # A client must not be able to forge the moved header by sending it itself.
-        out.popall(policy[5:], None)
-    return out, add_token
+        if lname == "authorization":
+            client_auth.append(value)
+        elif lname == "cookie":
+            cookies.append(value)
+        elif lname not in drop and lname not in named:
+            out.append((name, value))
+    if not client_auth:
+        return out, cookies, True
+    policy = rules.policy
+    if policy == "reject":
+        raise ClientAuthRejected(
+            "this route adds its own token and refuses requests that carry an Authorization header; "
+            "remove it from the client"
+        )
+    if policy == "passthrough":
+        out.extend(("Authorization", value) for value in client_auth)
+        return out, cookies, False
+    if rules.move_to is not None:
+        out.extend((rules.move_to, value) for value in client_auth)
+    return out, cookies, True
 
 
-def downstream_headers(incoming: CIMultiDictProxy[str], drop: Iterable[str] = ()) -> CIMultiDict[str]:
-    """Response headers for the client: end-to-end ones only."""
-    named = _connection_named(incoming) | frozenset(d.lower() for d in drop)
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in incoming.items():
+def downstream_headers(
+    pairs: Pairs,
+    index: Mapping[str, list[str]],
+    set_cookie: Callable[[str], str | None],
+    location: Callable[[str], str],
+) -> list[tuple[str, str]]:
+    """Response headers for the client: end-to-end ones only, each ``Set-Cookie`` through
+    ``set_cookie`` (None: kept by bearerd), ``Location`` through ``location``."""
+    named = connection_named(index["connection"]) if "connection" in index else frozenset()
+    out: list[tuple[str, str]] = []
+    for name, value in pairs:
         lname = name.lower()
-        if lname in _NOT_FORWARDED_DOWN or lname in named:
+        if lname in HOP_BY_HOP or lname in named:
             continue
-        out.add(name, value)
+        if lname == "set-cookie":
+            kept = set_cookie(value)
+            if kept is not None:
+                out.append((name, kept))
+        elif lname == "location":
+            out.append((name, location(value)))
+        else:
+            out.append((name, value))
     return out

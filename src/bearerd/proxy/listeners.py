@@ -1,9 +1,11 @@
-"""The proxy's listening sockets: TCP, Unix, https (local CA, SNI) and routes' own ports.
+"""The proxy's listening sockets on bearerd's HTTP/1.1 core: TCP, Unix, https (local CA, SNI) and
+routes' own ports.
 
-Every TCP listener carries the header deadline (``slowloris.py``). Unix sockets are created with
-no more than their final file mode, so there is no moment in which others could connect. Closing
-is two steps the daemon orders explicitly: stop accepting on every listener first, then let the
-requests in flight finish (all listeners together, within one shutdown timeout).
+Every listener carries the same limits (``ServerLimits`` from ``[server]``): request line, header
+size, count and block limits and the per-request header deadline (slowloris), enforced by the
+core before anything reaches the handler. Unix sockets are created with no more than their final
+file mode, so there is no moment in which others could connect. Closing stops every listener
+accepting at once, then lets the requests in flight finish within one shutdown timeout.
 """
 
 from __future__ import annotations
@@ -14,22 +16,34 @@ import os
 import ssl
 
 import structlog
-from aiohttp import web
 
 from bearerd.config.addresses import UNIX_PREFIX, bind_host, parse_hostport
 from bearerd.config.loader import Config
+from bearerd.config.schema import ServerSettings
+from bearerd.errors import ProxyError
+from bearerd.h1 import H1Server, ServerLimits, serve_tcp, serve_unix
 from bearerd.proxy.handler import Proxy
 from bearerd.proxy.routing import SHARED_LISTENER
-from bearerd.proxy.slowloris import DeadlineTCPSite
 
 log = structlog.get_logger("bearerd.listeners")
+
+
+def server_limits(server: ServerSettings) -> ServerLimits:
+    return ServerLimits(
+        max_request_line=server.max_header_bytes,
+        max_header_field=server.max_header_bytes,
+        max_header_count=server.max_headers,
+        max_header_bytes=server.max_header_block_bytes,
+        header_timeout_s=server.header_timeout_s,
+    )
 
 
 class Listeners:
     def __init__(self, config: Config, proxy: Proxy) -> None:
         self._config = config
         self._proxy = proxy
-        self._runners: list[web.ServerRunner] = []
+        self._limits = server_limits(config.settings.server)
+        self._servers: list[H1Server] = []
         self._unix_paths: list[str] = []
         self.listen_addresses: list[tuple[str, int]] = []
         self.unix_sockets: list[str] = []
@@ -51,16 +65,12 @@ class Listeners:
             if route.match.listen is not None:
                 self.route_addresses[name] = await self._listen(route.match.listen, name)
 
-    async def stop_accepting(self) -> None:
-        for runner in self._runners:
-            for site in list(runner.sites):
-                await site.stop()
-
     async def close(self) -> None:
-        """Finish the requests in flight (within ``shutdown_timeout_s``), then drop the sockets."""
-        await self.stop_accepting()
-        await asyncio.gather(*(runner.cleanup() for runner in self._runners))
-        self._runners.clear()
+        """Stop accepting everywhere, let requests in flight finish within ``shutdown_timeout_s``
+        (all listeners at once), then cut what is left."""
+        grace = self._config.settings.server.shutdown_timeout_s
+        servers, self._servers = self._servers, []
+        await asyncio.gather(*(s.close(grace_s=grace) for s in servers))
         for path in self._unix_paths:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)  # a syscall on a local directory entry: not worth a thread
@@ -73,42 +83,32 @@ class Listeners:
         log.info("local_tls", ca=str(ca.cert_file), hosts=hosts)
         return ca.server_context(hosts)
 
-    async def _runner(self, listener: str, scheme: str = "http") -> web.ServerRunner:
-        server = self._config.settings.server
-        handler = self._proxy.handler(listener, (server.max_header_bytes, server.max_headers), scheme)
-        runner = web.ServerRunner(handler, shutdown_timeout=server.shutdown_timeout_s)
-        await runner.setup()
-        self._runners.append(runner)
-        return runner
+    def _refused(self, error: ProxyError) -> None:
+        self._proxy.accounting.refused(error)
 
     async def _listen_unix(self, path: str) -> str:
         server = self._config.settings.server
-        runner = await self._runner(SHARED_LISTENER)
-        site = web.UnixSite(runner, path)
         mode = int(server.unix_socket_mode, 8)
         # The file mode is the access control: the socket is created with no more than the final
         # mode (umask), so there is no moment in which others could connect.
         previous = os.umask(0o777 & ~mode)
         try:
-            await site.start()
+            listener = await serve_unix(
+                path, self._proxy.handler(SHARED_LISTENER), self._limits, on_refusal=self._refused
+            )
         finally:
             os.umask(previous)
         os.chmod(path, mode)
+        self._servers.append(listener)
         self._unix_paths.append(path)
         log.info("listening", address=f"unix:{path}", mode=server.unix_socket_mode)
         return path
 
     async def _listen(self, address: str, listener: str, tls: ssl.SSLContext | None = None) -> tuple[str, int]:
         host, port = parse_hostport(address)
-        runner = await self._runner(listener, "https" if tls else "http")
-        site = DeadlineTCPSite(
-            runner,
-            bind_host(host),
-            port,
-            ssl_context=tls,
-            header_timeout_s=self._config.settings.server.header_timeout_s,
+        bound = await serve_tcp(
+            bind_host(host), port, self._proxy.handler(listener), self._limits, ssl=tls, on_refusal=self._refused
         )
-        await site.start()
-        bound = runner.addresses[-1]
-        log.info("listening", address=f"{host}:{bound[1]}", listener=listener)
-        return str(bound[0]), int(bound[1])
+        self._servers.append(bound)
+        log.info("listening", address=f"{host}:{bound.port}", listener=listener)
+        return str(bound.address[0]), bound.port

@@ -58,10 +58,9 @@ class Route:
         )
 
     def upstream_target(self, path: str, query: str) -> str:
-        """The upstream URL (already percent-encoded) for a checked local path and raw query."""
+        """The upstream request target (already percent-encoded) for a checked local path and raw query."""
         rest = path[len(self.local_prefix) :] if self.local_prefix is not None else path
-        upstream_path = self.upstream_base + rest if rest else self.upstream_root
-        return self.upstream_origin + upstream_path + query
+        return (self.upstream_base + rest if rest else self.upstream_root) + query
 
     def local_location(self, location: str, local_origin: str) -> str:
         """Map an upstream ``Location`` back to the local entry point so the client stays on bearerd.

@@ -1,97 +1,75 @@
-"""The one upstream call, and the one translation of client-library errors into bearerd's.
+"""The upstream leg of a request, and the one translation of the core's errors into bearerd's.
 
-Every way talking to the upstream or to the local client can fail is mapped here, once:
-``upstream_errors`` turns the client library's exceptions into ``UpstreamTimeout`` /
-``UpstreamUnreachable``, and ``client_errors`` turns a local client's disappearance into
-``ClientGone``. The handler never catches a library exception itself.
+Everything that can go wrong talking to an upstream is mapped to a problem type here, once
+(``upstream_errors``); the handler never catches a transport exception itself. A local client's
+disappearance is the core's ``ClientGone`` everywhere, and never becomes a problem: there is
+nobody left to answer.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 
-import aiohttp
-from aiohttp import web
-from multidict import CIMultiDict
-from yarl import URL
-
-from bearerd.errors import UpstreamTimeout, UpstreamUnreachable
+from bearerd.errors import UpstreamBusy, UpstreamTimeout, UpstreamUnreachable
+from bearerd.h1 import (
+    PoolBusy,
+    Request,
+    UpstreamClosedError,
+    UpstreamConnectError,
+    UpstreamProtocolError,
+    UpstreamResponse,
+    UpstreamTimeoutError,
+    UpstreamTLSError,
+)
 from bearerd.proxy.exchange import Exchange
 from bearerd.proxy.routing import Upstream
 
-# How a local client's disappearance shows while we read its request body or write its response
-# (aiohttp's ClientConnectionResetError is a ConnectionResetError; a cut upload is a payload error).
-_CLIENT_GONE = (ConnectionResetError, aiohttp.ClientPayloadError, asyncio.IncompleteReadError)
-
-
-class ClientGone(Exception):
-    """The local client closed its connection; nothing left to answer."""
+Body = bytes | AsyncIterator[bytes] | None
+_PHASES = {"connect": "connecting", "request": "while receiving the request", "response": "", "body": "mid-body"}
 
 
 @contextmanager
-def client_errors() -> Iterator[None]:
+def upstream_errors(timeout_s: float) -> Iterator[None]:
+    """The upstream's failures as problems (their messages name what failed, never a header value)."""
     try:
         yield
-    except _CLIENT_GONE as exc:
-        raise ClientGone() from exc
-
-
-@contextmanager
-def upstream_errors(timeout_s: float | None, phase: str = "") -> Iterator[None]:
-    """The upstream's failures as problems; ``phase`` says what was going on (for the detail)."""
-    during = f" {phase}" if phase else ""
-    try:
-        yield
-    except ClientGone:
-        raise
-    except TimeoutError as exc:
+    except PoolBusy as exc:
+        raise UpstreamBusy(
+            "every connection to the upstream stayed busy (route pool_max_connections); try again shortly",
+            retry_after=exc.retry_after_s,
+        ) from exc
+    except UpstreamTimeoutError as exc:
+        during = _PHASES[exc.phase]
         raise UpstreamTimeout(
-            f"the upstream did not answer{during} within {timeout_s or 0:g} s (route timeout_s)"
+            f"the upstream did not answer{' ' + during if during else ''} within {timeout_s:g} s (route timeout_s)"
+            if exc.phase != "connect"
+            else "connecting to the upstream timed out (route connect_timeout_s)"
         ) from exc
-    except aiohttp.ClientConnectorCertificateError as exc:
-        raise UpstreamUnreachable(
-            "TLS certificate of the upstream could not be verified; add its CA with ca_file on the credential"
-        ) from exc
-    except aiohttp.ClientConnectorError as exc:
-        raise UpstreamUnreachable(f"cannot connect to the upstream ({exc.strerror or type(exc).__name__})") from exc
-    except aiohttp.ClientResponseError as exc:
-        raise UpstreamUnreachable(f"the upstream sent an invalid response ({exc.message})") from exc
-    except aiohttp.ClientError as exc:
-        raise UpstreamUnreachable(f"the upstream connection failed{during} ({type(exc).__name__})") from exc
+    except UpstreamTLSError as exc:
+        if exc.verify_failed:
+            raise UpstreamUnreachable(
+                "TLS certificate of the upstream could not be verified; add its CA with ca_file on the credential"
+            ) from exc
+        raise UpstreamUnreachable(f"TLS handshake with the upstream failed ({exc.reason})") from exc
+    except UpstreamConnectError as exc:
+        raise UpstreamUnreachable(f"cannot connect to the upstream ({exc.reason})") from exc
+    except UpstreamProtocolError as exc:
+        raise UpstreamUnreachable(f"the upstream sent an invalid response ({exc})") from exc
+    except UpstreamClosedError as exc:
+        raise UpstreamUnreachable(f"the upstream connection failed ({exc})") from exc
 
 
 async def send(
-    session: aiohttp.ClientSession,
-    upstream: Upstream,
-    method: str,
-    url: URL,
-    headers: CIMultiDict[str],
-    body: bytes | AsyncIterator[bytes] | None,
-) -> aiohttp.ClientResponse:
+    upstream: Upstream, method: str, target: str, headers: list[tuple[str, str]], body: Body
+) -> UpstreamResponse:
     """One request to the upstream; redirects are never followed (a token goes nowhere else)."""
-    with upstream_errors(upstream.timeout.sock_read):
-        return await session.request(
-            method,
-            url,
-            headers=headers,
-            data=body,
-            allow_redirects=False,
-            timeout=upstream.timeout,
-            ssl=upstream.ssl,
-            proxy=upstream.proxy,
-        )
+    with upstream_errors(upstream.read_timeout_s):
+        return await upstream.pool.request(method, target, headers, body, read_timeout_s=upstream.read_timeout_s)
 
 
-async def read_small_body(request: web.BaseRequest) -> bytes:
-    with client_errors():
-        return await request.read()
-
-
-async def stream_body(request: web.BaseRequest, exchange: Exchange) -> AsyncIterator[bytes]:
+async def stream_body(request: Request, exchange: Exchange) -> AsyncIterator[bytes]:
     """The client's request body as it arrives, counted into the exchange."""
-    with client_errors():
-        async for chunk in request.content.iter_any():
-            exchange.bytes_in += len(chunk)
-            yield chunk
+    async for chunk in request.body():
+        exchange.bytes_in += len(chunk)
+        yield chunk

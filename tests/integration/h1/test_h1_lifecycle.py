@@ -10,8 +10,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 
 from bearerd.h1 import ClientGone, H1Server, Request, Responder, ServerLimits, serve_tcp
-
-from .support import WAIT, connect, echo, other_tasks, read_response, read_to_eof, server
+from support.h1 import WAIT, connect, echo, other_tasks, read_response, read_to_eof, server
 
 SHORT = ServerLimits(header_timeout_s=0.3, keepalive_timeout_s=0.3, linger_s=0.3)
 

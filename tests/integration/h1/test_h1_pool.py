@@ -20,8 +20,7 @@ from bearerd.h1 import (
     UpstreamProtocolError,
     UpstreamTimeoutError,
 )
-
-from .support import (
+from support.h1 import (
     WAIT,
     RawUpstream,
     Seen,

@@ -9,8 +9,7 @@ from pathlib import Path
 import structlog.testing
 
 from bearerd.h1 import Request, Responder, ServerLimits, serve_unix
-
-from .support import Seen, connect, echo, exchange, read_response, read_to_eof, server
+from support.h1 import Seen, connect, echo, exchange, read_response, read_to_eof, server
 
 
 async def test_content_length_request_and_keep_alive() -> None:

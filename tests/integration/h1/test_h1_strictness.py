@@ -11,8 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bearerd.h1 import ServerLimits
-
-from .support import Seen, connect, echo, read_response, read_to_eof, server
+from support.h1 import Seen, connect, echo, read_response, read_to_eof, server
 
 H = b"Host: h\r\n"
 POST = b"POST / HTTP/1.1\r\nHost: h\r\n"

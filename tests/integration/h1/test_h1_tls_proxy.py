@@ -7,8 +7,7 @@ import ssl
 import pytest
 
 from bearerd.h1 import PoolOptions, Request, Responder, UpstreamConnectError, UpstreamPool, UpstreamTLSError
-
-from .support import WAIT, ConnectProxy, Seen, exchange, pki, server
+from support.h1 import WAIT, ConnectProxy, Seen, exchange, pki, server
 
 OPTS = PoolOptions(tick_s=0.05)
 

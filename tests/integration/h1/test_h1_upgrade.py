@@ -8,8 +8,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from bearerd.h1 import PoolOptions, Request, Responder, Tunnel, UpstreamPool, relay
-
-from .support import HOP, WAIT, connect, read_response, read_to_eof, server
+from support.h1 import HOP, WAIT, connect, read_response, read_to_eof, server
 
 UPGRADE_HEADERS = [("Upgrade", "websocket"), ("Connection", "Upgrade")]
 

@@ -140,7 +140,8 @@ async def test_endless_trailer_or_chunk_extension_is_bounded() -> None:
         for _ in range(20):
             await asyncio.sleep(0)
         assert transport.out.startswith(b"HTTP/1.1 400 ") and transport.closed
-        assert [type(e).__name__ for e in got] == ["ClientGone"]
+        # The body broke before the handler's task ran: it never sees the request at all.
+        assert got == []
 
 
 def _reader_into(got: list[BaseException]) -> Callable[[Request, Responder], Awaitable[None]]:

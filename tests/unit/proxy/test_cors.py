@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bearerd.errors import CorsOriginRefused
-from bearerd.proxy.cors import CorsPolicy, answer_headers, is_preflight
+from bearerd.proxy.cors import CorsPolicy, answer_headers, preflight_method
 
 ORIGIN = "http://localhost:3000"
 
@@ -24,14 +24,20 @@ def test_a_listed_origin_is_echoed_and_others_refused() -> None:
 
 
 def test_preflight_answer() -> None:
-    request = {"Access-Control-Request-Method": "PUT", "Access-Control-Request-Headers": "content-type, x-trace"}
-    assert is_preflight("OPTIONS", request) and not is_preflight("OPTIONS", {}) and not is_preflight("GET", request)
-    assert CorsPolicy.of([ORIGIN], 120).preflight(ORIGIN, request) == {
-        "Access-Control-Allow-Origin": ORIGIN,
-        "Access-Control-Allow-Methods": "PUT",
-        "Access-Control-Allow-Credentials": "true",
-        "Access-Control-Max-Age": "120",
-        "Vary": "Origin",
-        "Access-Control-Allow-Headers": "content-type, x-trace",
-    }
-    assert answer_headers(ORIGIN) == {"Access-Control-Allow-Origin": ORIGIN, "Access-Control-Allow-Credentials": "true"}
+    request = {"access-control-request-method": "PUT", "access-control-request-headers": "content-type, x-trace"}
+    assert preflight_method("OPTIONS", request.get) == "PUT"
+    nothing: dict[str, str] = {}
+    assert preflight_method("OPTIONS", nothing.get) is None and preflight_method("GET", request.get) is None
+    assert CorsPolicy.of([ORIGIN], 120).preflight(ORIGIN, "PUT", "content-type, x-trace") == [
+        ("Access-Control-Allow-Origin", ORIGIN),
+        ("Access-Control-Allow-Methods", "PUT"),
+        ("Access-Control-Allow-Credentials", "true"),
+        ("Access-Control-Max-Age", "120"),
+        ("Vary", "Origin"),
+        ("Access-Control-Allow-Headers", "content-type, x-trace"),
+    ]
+    assert answer_headers(ORIGIN) == [
+        ("Access-Control-Allow-Origin", ORIGIN),
+        ("Access-Control-Allow-Credentials", "true"),
+        ("Vary", "Origin"),
+    ]

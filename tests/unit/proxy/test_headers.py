@@ -1,92 +1,98 @@
-"""Header hygiene: pure, no sockets."""
+"""Header hygiene: one pass each way over plain header pairs, no sockets."""
 
 from __future__ import annotations
 
 import pytest
-from multidict import CIMultiDict, CIMultiDictProxy
 
 from bearerd.errors import ClientAuthRejected
-from bearerd.proxy.headers import downstream_headers, upstream_headers
+from bearerd.proxy.headers import UpstreamRules, downstream_headers, upstream_headers
 
 
-def h(*pairs: tuple[str, str]) -> CIMultiDictProxy[str]:
-    return CIMultiDictProxy(CIMultiDict(pairs))
+def index(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for name, value in pairs:
+        out.setdefault(name.lower(), []).append(value)
+    return out
+
+
+def up(
+    pairs: list[tuple[str, str]], policy: str = "replace", own: tuple[str, ...] = ()
+) -> tuple[list[tuple[str, str]], list[str], bool]:
+    return upstream_headers(pairs, index(pairs), UpstreamRules.of("api.example", policy, own))
 
 
 def test_hop_by_hop_and_connection_named_headers_dropped() -> None:
-    incoming = h(
-        ("Host", "127.0.0.1:8080"),
-        ("Connection", "keep-alive, X-Secret-Hop"),
-        ("X-Secret-Hop", "1"),
-        ("Keep-Alive", "timeout=5"),
-        ("TE", "trailers"),
-        ("Transfer-Encoding", "chunked"),
-        ("Upgrade", "h2c"),
-        ("Proxy-Authorization", "Basic abc"),
-        ("Expect", "100-continue"),
-        ("X-Keep", "a"),
-        ("X-Keep", "b"),
+    out, cookies, add = up(
+        [
+            ("Host", "127.0.0.1:8080"),
+            ("Connection", "keep-alive, X-Secret-Hop"),
+            ("X-Secret-Hop", "1"),
+            ("Keep-Alive", "timeout=5"),
+            ("TE", "trailers"),
+            ("Transfer-Encoding", "chunked"),
+            ("Upgrade", "h2c"),
+            ("Proxy-Authorization", "Basic abc"),
+            ("Expect", "100-continue"),
+            ("X-Keep", "a"),
+            ("Cookie", "a=1"),
+            ("X-Keep", "b"),
+            ("Content-Length", "3"),
+        ]
     )
-    out, add = upstream_headers(incoming, "replace", "api.example")
-    assert add
-    assert out["Host"] == "api.example"
-    assert out.getall("X-Keep") == ["a", "b"]
-    for gone in (
-        "Connection",
-        "X-Secret-Hop",
-        "Keep-Alive",
-        "TE",
-        "Transfer-Encoding",
-        "Upgrade",
-        "Proxy-Authorization",
-        "Expect",
-    ):
-        assert gone not in out
+    assert add and cookies == ["a=1"]
+    assert out == [("Host", "api.example"), ("X-Keep", "a"), ("X-Keep", "b"), ("Content-Length", "3")]
+
+
+def test_bearerds_own_headers_are_never_forwarded() -> None:
+    out, _, _ = up([("X-Bearerd-Key", "k"), ("X-Other", "v")], own=("x-bearerd-key",))
+    assert out == [("Host", "api.example"), ("X-Other", "v")]
 
 
 def test_replace_drops_client_authorization() -> None:
-    out, add = upstream_headers(h(("Authorization", "Basic dXNlcjpwdw==")), "replace", "u")
-    assert "Authorization" not in out and add
+    out, _, add = up([("Authorization", "Basic dXNlcjpwdw==")])
+    assert out == [("Host", "api.example")] and add
 
 
 def test_move_carries_client_authorization_in_named_header() -> None:
-    out, add = upstream_headers(
-        h(("Authorization", "Basic dXNlcjpwdw=="), ("X-Original-Authorization", "forged")),
+    out, _, add = up(
+        [("Authorization", "Basic dXNlcjpwdw=="), ("X-Original-Authorization", "forged")],
         "move:X-Original-Authorization",
-        "u",
     )
     assert add
-    assert out.getall("X-Original-Authorization") == ["Basic dXNlcjpwdw=="]
-    assert "Authorization" not in out
+    assert out == [("Host", "api.example"), ("X-Original-Authorization", "Basic dXNlcjpwdw==")]
 
 
 def test_move_without_client_authorization_drops_forged_header() -> None:
-    out, _ = upstream_headers(h(("X-Original-Authorization", "forged")), "move:X-Original-Authorization", "u")
-    assert "X-Original-Authorization" not in out
+    out, _, _ = up([("x-original-authorization", "forged")], "move:X-Original-Authorization")
+    assert out == [("Host", "api.example")]
 
 
 def test_reject_refuses_client_authorization() -> None:
     with pytest.raises(ClientAuthRejected):
-        upstream_headers(h(("Authorization", "Bearer x")), "reject", "u")
-    _, add = upstream_headers(h(), "reject", "u")
-    assert add
+        up([("Authorization", "Bearer x")], "reject")
+    assert up([], "reject")[2]
 
 
 def test_passthrough_keeps_client_token_and_adds_none() -> None:
-    out, add = upstream_headers(h(("Authorization", "Bearer client")), "passthrough", "u")
-    assert out["Authorization"] == "Bearer client" and not add
-    _, add = upstream_headers(h(), "passthrough", "u")
-    assert add
+    out, _, add = up([("Authorization", "Bearer client")], "passthrough")
+    assert out == [("Host", "api.example"), ("Authorization", "Bearer client")] and not add
+    assert up([], "passthrough")[2]
 
 
-def test_downstream_drops_hop_by_hop() -> None:
+def test_downstream_drops_hop_by_hop_and_routes_cookies_and_location() -> None:
+    pairs = [
+        ("Connection", "close, X-Hop"),
+        ("X-Hop", "1"),
+        ("Transfer-Encoding", "chunked"),
+        ("Set-Cookie", "a=1"),
+        ("Set-Cookie", "AzureAppProxyAccessCookie=x"),
+        ("Location", "https://app/x"),
+        ("X-Kept", "y"),
+    ]
     out = downstream_headers(
-        h(
-            ("Connection", "close, X-Hop"),
-            ("X-Hop", "1"),
-            ("Transfer-Encoding", "chunked"),
-            ("Set-Cookie", "a=1"),
-            ("Set-Cookie", "b=2"),
-        )
+        pairs,
+        index(pairs),
+        lambda v: None if v.startswith("Azure") else v + "; seen",
+        lambda v: v.replace("app", "local"),
     )
-    assert list(out.items()) == [("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")]
+    assert out == [("Set-Cookie", "a=1; seen"), ("Location", "https://local/x"), ("X-Kept", "y")]
