@@ -2,63 +2,69 @@
 
 Labels are route and credential *names* from the config, HTTP methods from a fixed set and
 status classes — never paths, hosts, scopes or anything a client controls. Each ``Daemon`` has
-its own registry (tests run many daemons in one process). Per-route label children are bound
-once, so counting a request is a few attribute increments, not label lookups.
+its own registry (tests run many daemons in one process).
+
+Per-request counting is on the hot path, so it is plain Python arithmetic on per-route
+accumulators (no lock, no label lookup, no metric objects); a custom collector turns them into
+Prometheus counters and histograms when ``/metrics`` is scraped. Rare events (token
+acquisitions, reloads) use ``prometheus_client``'s own metric types.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 NO_ROUTE = "(none)"
-_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 180)
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 180)
 
 
-@dataclass(frozen=True, slots=True)
+class _Histogram:
+    """Counts per bucket (non-cumulative), a sum and a count; cumulated at scrape time."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one is +Inf
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.total += seconds
+
+    def buckets(self) -> list[tuple[str, float]]:
+        out: list[tuple[str, float]] = []
+        running = 0
+        for bound, count in zip((*LATENCY_BUCKETS, float("inf")), self.counts, strict=True):
+            running += count
+            out.append(("+Inf" if bound == float("inf") else repr(float(bound)), running))
+        return out
+
+
 class _RouteSeries:
-    duration: Histogram
-    upstream: Histogram
-    bytes_in: Counter
-    bytes_out: Counter
+    __slots__ = ("bytes_in", "bytes_out", "duration", "requests", "upstream")
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, str], int] = {}  # (method, status class) -> count
+        self.duration = _Histogram()
+        self.upstream = _Histogram()
+        self.bytes_in = 0
+        self.bytes_out = 0
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter(
-            "bearerd_requests",
-            "Requests handled, by route, method and status class",
-            ["route", "method", "status_class"],
-            registry=r,
-        )
-        self._duration = Histogram(
-            "bearerd_request_duration_seconds",
-            "Time from request to response end, by route",
-            ["route"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
-        self._upstream = Histogram(
-            "bearerd_upstream_duration_seconds",
-            "Time until the upstream's response headers, by route",
-            ["route"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
-        self._bytes_in = Counter(
-            "bearerd_request_body_bytes", "Request body bytes received from clients", ["route"], registry=r
-        )
-        self._bytes_out = Counter(
-            "bearerd_response_body_bytes", "Response body bytes sent to clients", ["route"], registry=r
-        )
-        self.in_flight = Gauge("bearerd_requests_in_flight", "Requests being handled now", registry=r)
+        self.in_flight = 0
+        self._series: dict[str, _RouteSeries] = {}
+        self._status_classes: dict[int, str] = {}
+        r.register(_RequestCollector(self))
         self.token_acquisitions = Counter(
             "bearerd_token_acquisitions",
             "Token acquisitions from the identity provider, by credential and outcome",
@@ -69,24 +75,11 @@ class Metrics:
             "bearerd_identity_provider_duration_seconds",
             "Duration of token acquisitions, by credential",
             ["credential"],
-            buckets=_LATENCY_BUCKETS,
+            buckets=LATENCY_BUCKETS,
             registry=r,
         )
         self._fleet_connected: Gauge | None = None
         self.reloads = Counter("bearerd_config_reloads", "Configuration reloads, by outcome", ["outcome"], registry=r)
-        self._series: dict[str, _RouteSeries] = {}
-        self._request_children: dict[tuple[str, str, int], Counter] = {}
-
-    def series(self, route: str) -> _RouteSeries:
-        series = self._series.get(route)
-        if series is None:
-            series = self._series[route] = _RouteSeries(
-                self._duration.labels(route),
-                self._upstream.labels(route),
-                self._bytes_in.labels(route),
-                self._bytes_out.labels(route),
-            )
-        return series
 
     def observe_request(
         self,
@@ -99,24 +92,22 @@ class Metrics:
         bytes_out: int,
     ) -> None:
         name = route or NO_ROUTE
-        key = (name, method, status)
-        counter = self._request_children.get(key)
-        if counter is None:
-            # labels() takes a lock and builds tuples; the set of keys is small and bounded
-            # (configured routes by known methods by status codes), so the children are kept.
-            status_class = "client_closed" if status == 499 else f"{status // 100}xx"
-            counter = self.requests.labels(name, method if method in _METHODS else "OTHER", status_class)
-            if method in _METHODS:
-                self._request_children[key] = counter
-        counter.inc()
-        series = self.series(name)
+        series = self._series.get(name)
+        if series is None:
+            series = self._series[name] = _RouteSeries()
+        status_class = self._status_classes.get(status)
+        if status_class is None:
+            status_class = self._status_classes[status] = "client_closed" if status == 499 else f"{status // 100}xx"
+        key = (method if method in _METHODS else "OTHER", status_class)
+        series.requests[key] = series.requests.get(key, 0) + 1
         series.duration.observe(seconds)
         if upstream_s is not None:
             series.upstream.observe(upstream_s)
-        if bytes_in:
-            series.bytes_in.inc(bytes_in)
-        if bytes_out:
-            series.bytes_out.inc(bytes_out)
+        series.bytes_in += bytes_in
+        series.bytes_out += bytes_out
+
+    def routes(self) -> list[tuple[str, _RouteSeries]]:
+        return list(self._series.items())
 
     def observe_acquisition(self, credential: str, outcome: str, seconds: float) -> None:
         self.token_acquisitions.labels(credential, outcome).inc()
@@ -136,6 +127,45 @@ class Metrics:
     def watch_token_expiry(self, source: Callable[[], Iterable[tuple[str, str, float | None]]]) -> None:
         """Report seconds until each route's token expires, read at scrape time."""
         self.registry.register(_ExpiryCollector(source))
+
+
+class _RequestCollector(Collector):
+    """The per-request accumulators as Prometheus families, built at scrape time."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        requests = CounterMetricFamily(
+            "bearerd_requests",
+            "Requests handled, by route, method and status class",
+            labels=["route", "method", "status_class"],
+        )
+        duration = HistogramMetricFamily(
+            "bearerd_request_duration_seconds", "Time from request to response end, by route", labels=["route"]
+        )
+        upstream = HistogramMetricFamily(
+            "bearerd_upstream_duration_seconds",
+            "Time until the upstream's response headers, by route",
+            labels=["route"],
+        )
+        bytes_in = CounterMetricFamily(
+            "bearerd_request_body_bytes", "Request body bytes received from clients", labels=["route"]
+        )
+        bytes_out = CounterMetricFamily(
+            "bearerd_response_body_bytes", "Response body bytes sent to clients", labels=["route"]
+        )
+        for route, series in self._metrics.routes():
+            for (method, status_class), count in list(series.requests.items()):
+                requests.add_metric([route, method, status_class], count)
+            duration.add_metric([route], series.duration.buckets(), series.duration.total)
+            if any(series.upstream.counts):
+                upstream.add_metric([route], series.upstream.buckets(), series.upstream.total)
+            bytes_in.add_metric([route], series.bytes_in)
+            bytes_out.add_metric([route], series.bytes_out)
+        in_flight = GaugeMetricFamily("bearerd_requests_in_flight", "Requests being handled now")
+        in_flight.add_metric([], self._metrics.in_flight)
+        yield from (requests, duration, upstream, bytes_in, bytes_out, in_flight)
 
 
 class _ExpiryCollector(Collector):

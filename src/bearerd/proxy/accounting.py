@@ -27,10 +27,10 @@ class Accounting:
         self._rng = random.Random()  # noqa: S311 - access-log sampling, not cryptography
 
     def started(self) -> None:
-        self.metrics.in_flight.inc()
+        self.metrics.in_flight += 1
 
     def finished(self, routing: Routing, exchange: Exchange) -> None:
-        self.metrics.in_flight.dec()
+        self.metrics.in_flight -= 1
         elapsed = time.perf_counter() - exchange.started
         upstream_s = exchange.upstream_ms / 1000 if exchange.upstream_ms is not None else None
         self.metrics.observe_request(
