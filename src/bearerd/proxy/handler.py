@@ -89,8 +89,19 @@ class Proxy:
         exchange = Exchange(request.method, time.perf_counter())
         routing = self.routing  # one snapshot for the whole request, response included
         self.accounting.started()
+        # No request outlives its client: when the connection goes, the handling (a wait for the
+        # upstream, a token, a pool slot) is cancelled, and with it the upstream request.
+        task = asyncio.current_task()
+        assert task is not None  # noqa: S101 - the core runs every handler in a task
+        gone = request.gone
+        on_gone = _canceller(task)
+        gone.add_done_callback(on_gone)
         try:
             await self._forward(request, responder, routing, listener, exchange)
+        except asyncio.CancelledError:
+            if not request.is_gone or task.uncancel() > 0:
+                raise  # a shutdown past its grace period, not the client leaving
+            exchange.client_closed = True
         except ProxyError as exc:
             if request.is_gone:
                 exchange.client_closed = True  # the failure was the client leaving (e.g. mid-upload)
@@ -104,6 +115,7 @@ class Proxy:
         except ClientGone:
             exchange.client_closed = True
         finally:
+            gone.remove_done_callback(on_gone)
             # 499: nginx's convention for "the client closed the connection"; 500: the core answers a
             # handler's surprise with a 500 problem of its own.
             exchange.status = 499 if exchange.client_closed else (responder.status or 500)
@@ -258,6 +270,13 @@ class Proxy:
             responder.abort()
             return
         await responder.end(response.trailers)
+
+
+def _canceller(task: asyncio.Task[object]) -> Callable[[asyncio.Future[None]], None]:
+    def cancel(_: asyncio.Future[None]) -> None:
+        task.cancel()
+
+    return cancel
 
 
 def _answer(response: UpstreamResponse) -> Answer:

@@ -122,3 +122,19 @@ async def _gone_mid_upload(running: Running, log_stream: object) -> None:
     assert not [e for e in events if "exception" in e or e.get("level") == "error"]
     uploads = [e for e in events if e.get("event") == "request" and e.get("path") == "/secretapi/upload"]
     assert uploads and uploads[-1]["status"] in (499, 502)
+
+
+async def test_a_request_never_outlives_its_client(stack: EmulatorStack, running: Running) -> None:
+    """Issue 16, item 4: a client that leaves while bearerd waits for a slow upstream takes the request
+    with it — it leaves bearerd_requests_in_flight at once, and the upstream connection is closed."""
+    assert await running.daemon.wait_ready(within_s=5)
+    app = stack.apps["secretapi"]
+    seen = len(app.requests_seen)
+    _, writer = await asyncio.open_connection(*running.address)
+    writer.write(b"GET /secretapi/slow?seconds=60 HTTP/1.1\r\nHost: a\r\n\r\n")
+    await writer.drain()
+    await app.wait_for_requests(seen + 1)
+    assert running.daemon.metrics.in_flight == 1
+    writer.transport.abort()
+    await eventually(lambda: running.daemon.metrics.in_flight == 0, within_s=5, what="the request gone with its client")
+    assert running.daemon.routing.upstreams["secretapi"].pool.stats["open"] == 0  # the upstream request was cut
