@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import aiohttp
 
 from bearerd.config.loader import Config
-from bearerd.config.schema import ManagedIdentityCredential
 from bearerd.proxy.cookies import AppProxyJar
 from bearerd.proxy.cors import CorsPolicy
 from bearerd.proxy.retry import sign_in_hosts
@@ -64,7 +63,6 @@ def _upstream(config: Config, providers: Providers, route: Route, previous: Rout
     rs = route.settings
     provider = providers.for_route(route.name)
     client = providers.client(rs.credential)
-    cred = client.credential
     before = previous.upstreams.get(route.name) if previous is not None else None
     same_identity = before is not None and before.provider is provider and before.route.settings.upstream == rs.upstream
     return Upstream(
@@ -73,7 +71,7 @@ def _upstream(config: Config, providers: Providers, route: Route, previous: Rout
         ssl=client.ssl_context if route.upstream_origin.startswith("https://") else False,
         proxy=config.egress.proxy_for(route.upstream_origin + "/"),
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=rs.connect_timeout_s, sock_read=rs.timeout_s),
-        sign_in_hosts=sign_in_hosts(None if isinstance(cred, ManagedIdentityCredential) else cred.authority_url),
+        sign_in_hosts=sign_in_hosts(getattr(client.credential, "authority_url", None)),
         policy=rs.client_authorization,
         replay_max_bytes=rs.replay_max_bytes,
         access_log=rs.access_log,
