@@ -242,7 +242,7 @@ class _VaultSourced(_EntraCredential):
         default=None,
         description="with `*_keyvault`: the `[credentials.NAME]` whose token reads the vault (it needs the vault's "
         "*Key Vault Secrets User* role)",
-        json_schema_extra={"doc_default": "the host's managed identity"},
+        json_schema_extra={"doc_default": "— (the host's managed identity)"},
     )
     keyvault_refresh_s: float = Field(
         default=3600.0,
