@@ -15,7 +15,7 @@ from bearerd.emulator import EmulatorStack
 from bearerd.emulator.keyvault import VAULT_RESOURCE
 from bearerd.tokens.registry import Providers
 from support import certs
-from support.configs import Tables, stack_tables, write_tables
+from support.configs import MANAGED_IDENTITY_VARIABLES, Tables, stack_tables, write_tables
 from support.inprocess import start
 
 pytestmark = pytest.mark.skipif(
@@ -23,21 +23,12 @@ pytestmark = pytest.mark.skipif(
     reason="the keyvault extra is not installed (pip install -e '.[keyvault]'; `make test` installs it)",
 )
 
-_MANAGED_IDENTITY = (
-    "IDENTITY_ENDPOINT",
-    "IDENTITY_HEADER",
-    "IDENTITY_SERVER_THUMBPRINT",
-    "MSI_ENDPOINT",
-    "MSI_SECRET",
-    "IMDS_ENDPOINT",
-    "AZURE_POD_IDENTITY_AUTHORITY_HOST",
-)
 
 
 @pytest.fixture
 def host_identity(stack: EmulatorStack, monkeypatch: pytest.MonkeyPatch) -> str:
     """This machine's managed identity (App Service style), pointed at the emulator; returns its client ID."""
-    for name in _MANAGED_IDENTITY:
+    for name in MANAGED_IDENTITY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     for name, value in stack.managed_identity_environment("app_service").items():
         monkeypatch.setenv(name, value)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import datetime
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
-from cryptography.x509.oid import NameOID
 
-from bearerd.emulator.pki import write_private
+from bearerd.emulator.pki import self_signed, write_private
 
 
 def load_pair(cert_file: Path, key_file: Path) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
@@ -50,21 +48,7 @@ def _key(key_file: Path) -> rsa.RSAPrivateKey:
 
 def issuing_ca() -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
     """An intermediate CA, to build chains with."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bearerd test intermediate")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return cert, key
+    return self_signed("bearerd test intermediate", ca=True)
 
 
 def pem(*certificates: x509.Certificate) -> bytes:

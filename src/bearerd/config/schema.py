@@ -368,29 +368,27 @@ class DeviceCodeCredential(_EntraCredential):
     )
 
 
-class AzureCliCredential(_CommonCredential):
+class _CliCredential(_CommonCredential):
+    tenant_id: str | None = Field(default=None, description="ask the CLI for a token of this tenant")
+
+
+class AzureCliCredential(_CliCredential):
     """`kind = "azure_cli"`: the developer signed in with `az login` — no app registration, no device code.
     Tokens come from `az account get-access-token --scope …` (run without a shell, with `timeout_s`), kept in
     memory and refreshed early like any other. The App Proxy app must list the Azure CLI
     (`04b07795-8ddb-461a-bbee-02f9e1bf7b46`) as an authorized client application."""
 
     kind: Literal["azure_cli"]
-    tenant_id: str | None = Field(default=None, description="ask for a token of this tenant (`--tenant`)")
-    command: str = Field(
-        default="az",
-        description="the Azure CLI executable: a name looked up on `PATH` when bearerd starts, or a path",
-    )
+    command: str = Field(default="az", description="the Azure CLI: a name looked up on `PATH` at start, or a path")
 
 
-class AzureDeveloperCliCredential(_CommonCredential):
+class AzureDeveloperCliCredential(_CliCredential):
     """`kind = "azure_developer_cli"`: the developer signed in with `azd auth login`; tokens from
     `azd auth token --output json --scope …`, as for `azure_cli`."""
 
     kind: Literal["azure_developer_cli"]
-    tenant_id: str | None = Field(default=None, description="ask for a token of this tenant (`--tenant-id`)")
     command: str = Field(
-        default="azd",
-        description="the Azure Developer CLI executable: a name looked up on `PATH` when bearerd starts, or a path",
+        default="azd", description="the Azure Developer CLI: a name looked up on `PATH` at start, or a path"
     )
 
 

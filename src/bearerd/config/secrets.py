@@ -53,6 +53,11 @@ class CredentialSecrets:
     # The PKCS#12 password or key passphrase: kept so a rotated certificate file can be opened again.
     certificate_password: SecretStr | None = None
 
+    def values(self) -> list[str]:
+        """Its secret strings, for the log redactor (also of material fetched or rotated later)."""
+        key = self.certificate.private_key_pem if self.certificate is not None else None
+        return [s.get_secret_value() for s in (self.client_secret, key, self.certificate_password) if s is not None]
+
 
 @dataclass(frozen=True, slots=True)
 class Secrets:
@@ -70,12 +75,7 @@ class Secrets:
         """Every secret string, for the log redactor."""
         out = [s.get_secret_value() for s in (self.client_key, self.redis_password, self.fleet_key) if s is not None]
         for cred in self.credentials.values():
-            if cred.client_secret is not None:
-                out.append(cred.client_secret.get_secret_value())
-            if cred.certificate is not None:
-                out.append(cred.certificate.private_key_pem.get_secret_value())
-            if cred.certificate_password is not None:
-                out.append(cred.certificate_password.get_secret_value())
+            out.extend(cred.values())
         return [v for v in out if v]
 
 

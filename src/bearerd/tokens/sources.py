@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from bearerd.logs import REDACTOR
 from bearerd.tokens.identity import CredentialClient
 from bearerd.tokens.results import AcquiredToken, IdentityProviderError
 
@@ -56,5 +57,6 @@ class LocalSource:
             return False
         fresh = await self.material.refresh(stale)
         if fresh is not None:
+            REDACTOR.register(fresh.values())  # a secret from the vault or a rotated file: never in a log line
             self.client.use_secrets(fresh)
         return fresh is not None
