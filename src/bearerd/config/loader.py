@@ -175,6 +175,8 @@ def _prepare(data: dict[str, Any], base: Path, env: Mapping[str, str]) -> list[s
                 if "authority" not in cred and env.get("AZURE_AUTHORITY_HOST") and cred.get("tenant_id"):
                     cred["authority"] = env["AZURE_AUTHORITY_HOST"].rstrip("/") + "/" + str(cred["tenant_id"])
             problems += _resolve_paths(cred, _CREDENTIAL_PATHS, f"[credentials.{name}]", base, env)
+            if isinstance(cred.get("command"), str) and "/" in cred["command"]:  # a path, not a name on PATH
+                problems += _resolve_paths(cred, ("command",), f"[credentials.{name}]", base, env)
     server = data.get("server")
     auth = server.get("client_auth") if isinstance(server, dict) else None
     if isinstance(auth, dict):
