@@ -114,7 +114,7 @@ class KeyVaultEmulator:
         return caller
 
     def _challenge(self, extra: str = "") -> web.HTTPUnauthorized:
-        value = f'Bearer authorization="{self.entra.authority_base}", resource="{VAULT_RESOURCE}"'
+        value = f'Bearer authorization="{self.entra.tokens.authority_base}", resource="{VAULT_RESOURCE}"'
         headers = {"WWW-Authenticate": value + (f", {extra}" if extra else "")}
         body = '{"error":{"code":"Unauthorized","message":"AKV10000: Request is missing a Bearer or PoP token."}}'
         return web.HTTPUnauthorized(headers=headers, text=body, content_type="application/json")
