@@ -142,3 +142,21 @@ def test_a_vault_identifier_of_the_wrong_shape_is_a_config_error(stack: Emulator
         config_of(tmp_path, tables)
     assert "[credentials.vaulted] client_secret_keyvault" in str(info.value)
     assert "https://NAME.vault.azure.net/secrets/NAME[/VERSION]" in str(info.value)
+
+
+async def test_a_reload_keeps_the_fetched_secret_and_its_vault_reader(
+    stack: EmulatorStack, tmp_path: Path, host_identity: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("bearerd.tokens.provider.FORCED_REFRESH_MIN_INTERVAL_S", 0.0)
+    stack.keyvault.set_secret("bearerd-secret", stack.client_secret_file.read_text())
+    stack.keyvault.grant(host_identity)
+    async with start(config_of(tmp_path, vault_tables(stack))) as running:
+        async with running.session.get(running.url("/secretapi/api/status")) as resp:
+            assert resp.status == 200
+        await running.daemon.reload(config_of(tmp_path, vault_tables(stack)))
+        provider = running.daemon.providers.for_route("secretapi")
+        current = provider.current()
+        assert current is not None  # the token survived the reload
+        assert await provider.refresh_rejected(current) not in (None, current)  # and a new one needs no new fetch
+    assert stack.keyvault.secret_calls() == 1
+    assert len([c for c in stack.entra.calls if c.scope == VAULT_RESOURCE]) == 1

@@ -40,7 +40,8 @@ class Providers:
         self.clients: dict[str, CredentialClient] = {}
         self._by_key: dict[ProviderKey, TokenProvider] = {}
         self._materials: dict[str, MaterialSource | None] = {}
-        self._vault_readers: list[TokenProvider] = []  # tokens for Key Vault, not for any route
+        # Per vault-sourced credential: the provider of its Key Vault tokens (not any route's).
+        self._vault_readers: dict[str, TokenProvider] = {}
         if reuse is not None:
             self._adopt(reuse)
 
@@ -53,6 +54,18 @@ class Providers:
                 and secrets.for_credential(name) == client.loaded_secrets
             ):
                 self.clients[name] = client
+        # A credential's material goes with its client (the adopted providers' sources hold it), and so does
+        # its vault reader — unless the reader's own credential changed: then neither is kept.
+        for name in [n for n in self.clients if n in old._materials]:
+            reader = old._vault_readers.get(name)
+            if reader is not None:
+                if reader.credential == f"{name}.keyvault":  # the host's managed identity, made for it
+                    self.clients[reader.credential] = old.clients[reader.credential]
+                elif reader.credential not in self.clients:
+                    del self.clients[name]
+                    continue
+                self._vault_readers[name] = reader
+            self._materials[name] = old._materials[name]
         used = {(r.credential, tuple(r.scopes)) for r in settings.routes.values()}
         for key, provider in old._by_key.items():
             if key[0] in self.clients and key in used:
@@ -60,8 +73,9 @@ class Providers:
 
     async def close_unused(self, old: Providers) -> None:
         """Close what ``old`` had and this one did not adopt (Key Vault readers: never adopted)."""
-        for reader in old._vault_readers:
-            await reader.close()
+        for name, reader in old._vault_readers.items():
+            if self._vault_readers.get(name) is not reader:
+                await reader.close()
         for key, provider in old._by_key.items():
             if self._by_key.get(key) is not provider:
                 await provider.close()
@@ -111,7 +125,7 @@ class Providers:
             )
             self.clients[name] = CredentialClient(name, host, CredentialSecrets(), self._config.egress)
         provider = self._provider(name, scopes)
-        self._vault_readers.append(provider)
+        self._vault_readers[credential] = provider
         return provider
 
     def _provider(self, credential: str, scopes: tuple[str, ...]) -> TokenProvider:
@@ -142,7 +156,7 @@ class Providers:
         return list(self._by_key.values())
 
     async def aclose(self) -> None:
-        for provider in [*self._by_key.values(), *self._vault_readers]:
+        for provider in [*self._by_key.values(), *self._vault_readers.values()]:
             await provider.close()
         for client in self.clients.values():
             client.close()
