@@ -118,3 +118,21 @@ def test_a_cli_not_on_path_is_a_config_error(stack: EmulatorStack, tmp_path: Pat
     with pytest.raises(ConfigError) as info:
         load_config(write_tables(tmp_path / "c.toml", tables), environ={"PATH": str(tmp_path)})
     assert "[credentials.dev] command 'az' is not found on PATH: install the Azure CLI" in str(info.value)
+
+
+async def test_the_cli_token_is_refreshed_early_while_the_old_one_is_served(
+    stack: EmulatorStack, tmp_path: Path
+) -> None:
+    stack.entra.tokens.token_lifetime_s = 4  # the CLI's answer says expires_on = now + 4 s: refresh after ~2 s
+    standins = cli_standins.install(stack, tmp_path)
+    providers = Providers(cli_config(stack, tmp_path, standins, "azure_cli"))
+    try:
+        provider = providers.for_route("secretapi")
+        first = await provider.fetch()
+        async with asyncio.timeout(20):
+            while provider.current() in (None, first):
+                assert provider.current() is not None, "the old token stopped being served before the new one came"
+                await asyncio.sleep(0.05)
+        assert len(standins.runs()) == 2
+    finally:
+        await providers.aclose()

@@ -24,7 +24,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-
 @pytest.fixture
 def host_identity(stack: EmulatorStack, monkeypatch: pytest.MonkeyPatch) -> str:
     """This machine's managed identity (App Service style), pointed at the emulator; returns its client ID."""

@@ -19,7 +19,7 @@ from pathlib import Path
 from bearerd.emulator import EmulatorStack
 from bearerd.emulator.stack import AZURE_CLI_CLIENT_ID
 
-_SCRIPT = r'''#!{python}
+_SCRIPT = r"""#!{python}
 import datetime, json, os, sys, time
 from pathlib import Path
 
@@ -82,7 +82,7 @@ else:
         "expiresOn": datetime.datetime.fromtimestamp(expires_on, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }}
 print(json.dumps(answer, indent=2))
-'''
+"""
 
 
 @dataclass

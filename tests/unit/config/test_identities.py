@@ -83,9 +83,7 @@ def test_default_workload_identity_next_and_says_why_not_the_environment() -> No
     cred, choice = resolve(default(), {**APP, "AZURE_FEDERATED_TOKEN_FILE": "/t", "IDENTITY_ENDPOINT": "http://mi"})
     assert isinstance(cred, ClientAssertionCredential)
     assert choice is not None and choice.chosen.startswith("workload_identity")
-    assert choice.skipped == (
-        ("environment", "none of AZURE_CLIENT_SECRET, AZURE_CLIENT_CERTIFICATE_PATH is set"),
-    )
+    assert choice.skipped == (("environment", "none of AZURE_CLIENT_SECRET, AZURE_CLIENT_CERTIFICATE_PATH is set"),)
 
 
 def test_default_managed_identity_from_the_platform_variables(tmp_path: Path) -> None:

@@ -52,9 +52,7 @@ def files() -> FakeFiles:
 
 
 def watcher(files: FakeFiles) -> FileMaterial:
-    cred = ClientSecretCredential(
-        kind="client_secret", tenant_id="t", client_id="c", client_secret_file=SECRET_FILE
-    )
+    cred = ClientSecretCredential(kind="client_secret", tenant_id="t", client_id="c", client_secret_file=SECRET_FILE)
     current = CredentialSecrets(SecretStr("secret-1"))
     return FileMaterial("app", cred, current, stat=files.stat, reread=files.reread)
 
