@@ -24,7 +24,7 @@ from bearerd.config import secrets as secret_sources
 from bearerd.config.environment import Egress, Runtime, default_state_dir
 from bearerd.config.identities import IdentityChoice
 from bearerd.config.messages import describe_all
-from bearerd.config.schema import Settings, check_cross_references
+from bearerd.config.schema import Settings
 from bearerd.config.secrets import Secrets
 from bearerd.errors import ConfigError
 
@@ -120,7 +120,7 @@ def _resolve_identities(
         return settings, choices, problems
     updated = settings.model_copy(update={"credentials": resolved})
     try:  # the cross-table checks again, on what the credentials became (a default that became az: one scope)
-        check_cross_references(updated)
+        updated._cross_references()  # type: ignore[operator] # pydantic's validator, called on what it became
     except ValueError as exc:
         problems.append(str(exc))
     return updated, choices, problems

@@ -688,69 +688,63 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _cross_references(self) -> Settings:
-        check_cross_references(self)
+        if not self.routes:
+            raise ValueError("no [routes.*] table: add at least one route (see config/bearerd.example.toml)")
+        for name, cred in self.credentials.items():
+            reader = getattr(cred, "keyvault_credential", None)
+            if reader is None:
+                continue
+            other = self.credentials.get(reader)
+            if other is None or reader == name:
+                known = ", ".join(sorted(n for n in self.credentials if n != name)) or "none defined"
+                raise ValueError(
+                    f"[credentials.{name}] keyvault_credential {reader!r} must name another [credentials.*] table "
+                    f"(known: {known})"
+                )
+            if getattr(other, "client_secret_keyvault", None) or getattr(other, "certificate_keyvault", None):
+                raise ValueError(
+                    f"[credentials.{name}] keyvault_credential {reader!r} itself reads a vault: the vault's reader "
+                    "needs a secret of its own (a managed identity, a file, workload identity)"
+                )
+        for name in list(self.credentials) + list(self.routes):
+            if not NAME_RE.match(name):
+                raise ValueError(f"name {name!r} may use letters, digits, '-', '_' and '.' only")
+        prefixes: dict[str, str] = {}
+        hosts: dict[str, str] = {}
+        for name, route in self.routes.items():
+            if route.credential not in self.credentials:
+                known = ", ".join(sorted(self.credentials)) or "none defined"
+                raise ValueError(
+                    f"[routes.{name}] credential {route.credential!r} is not a [credentials.*] table (known: {known})"
+                )
+            if isinstance(self.credentials[route.credential], ManagedIdentityCredential | AzureCliCredential) and (
+                len(route.scopes) != 1 or not route.scopes[0].endswith("/.default")
+            ):
+                what = "a managed identity" if self.credentials[route.credential].kind == "managed_identity" else "az"
+                raise ValueError(
+                    f"[routes.{name}] scopes: {what} gets tokens for one resource; give exactly one "
+                    "scope ending in /.default"
+                )
+            key = route.match.path_prefix
+            if key is not None:
+                norm = key.rstrip("/") + "/"
+                if norm in prefixes:
+                    raise ValueError(f"[routes.{name}] path_prefix {key!r} is also used by [routes.{prefixes[norm]}]")
+                prefixes[norm] = name
+            if route.match.host is not None:
+                h = route.match.host.lower()
+                if h in hosts:
+                    raise ValueError(f"[routes.{name}] host {h!r} is also used by [routes.{hosts[h]}]")
+                hosts[h] = name
+            if route.match.listen is not None:
+                if route.match.listen in self.server.listen or route.match.listen == self.server.admin:
+                    raise ValueError(
+                        f"[routes.{name}] listen {route.match.listen!r} is already a [server] address; "
+                        "a per-port route needs a port of its own"
+                    )
+                if not is_loopback_host(parse_hostport(route.match.listen)[0]) and not self.server.allow_remote:
+                    raise ValueError(
+                        f"[routes.{name}] listen {route.match.listen!r} is not loopback; set "
+                        "[server] allow_remote = true only if the network is private"
+                    )
         return self
-
-
-def check_cross_references(settings: Settings) -> None:
-    """What no single table can check: references between tables, uniqueness, scopes a kind can use.
-    Run by the model, and by the loader again once `environment`/`default` became what they stand for."""
-    if not settings.routes:
-        raise ValueError("no [routes.*] table: add at least one route (see config/bearerd.example.toml)")
-    for name, cred in settings.credentials.items():
-        reader = getattr(cred, "keyvault_credential", None)
-        if reader is None:
-            continue
-        other = settings.credentials.get(reader)
-        if other is None or reader == name:
-            known = ", ".join(sorted(n for n in settings.credentials if n != name)) or "none defined"
-            raise ValueError(
-                f"[credentials.{name}] keyvault_credential {reader!r} must name another [credentials.*] table "
-                f"(known: {known})"
-            )
-        if getattr(other, "client_secret_keyvault", None) or getattr(other, "certificate_keyvault", None):
-            raise ValueError(
-                f"[credentials.{name}] keyvault_credential {reader!r} itself reads a vault: the vault's reader "
-                "needs a secret of its own (a managed identity, a file, workload identity)"
-            )
-    for name in list(settings.credentials) + list(settings.routes):
-        if not NAME_RE.match(name):
-            raise ValueError(f"name {name!r} may use letters, digits, '-', '_' and '.' only")
-    prefixes: dict[str, str] = {}
-    hosts: dict[str, str] = {}
-    for name, route in settings.routes.items():
-        if route.credential not in settings.credentials:
-            known = ", ".join(sorted(settings.credentials)) or "none defined"
-            raise ValueError(
-                f"[routes.{name}] credential {route.credential!r} is not a [credentials.*] table (known: {known})"
-            )
-        if isinstance(settings.credentials[route.credential], ManagedIdentityCredential | AzureCliCredential) and (
-            len(route.scopes) != 1 or not route.scopes[0].endswith("/.default")
-        ):
-            what = "a managed identity" if settings.credentials[route.credential].kind == "managed_identity" else "az"
-            raise ValueError(
-                f"[routes.{name}] scopes: {what} gets tokens for one resource; give exactly one "
-                "scope ending in /.default"
-            )
-        key = route.match.path_prefix
-        if key is not None:
-            norm = key.rstrip("/") + "/"
-            if norm in prefixes:
-                raise ValueError(f"[routes.{name}] path_prefix {key!r} is also used by [routes.{prefixes[norm]}]")
-            prefixes[norm] = name
-        if route.match.host is not None:
-            h = route.match.host.lower()
-            if h in hosts:
-                raise ValueError(f"[routes.{name}] host {h!r} is also used by [routes.{hosts[h]}]")
-            hosts[h] = name
-        if route.match.listen is not None:
-            if route.match.listen in settings.server.listen or route.match.listen == settings.server.admin:
-                raise ValueError(
-                    f"[routes.{name}] listen {route.match.listen!r} is already a [server] address; "
-                    "a per-port route needs a port of its own"
-                )
-            if not is_loopback_host(parse_hostport(route.match.listen)[0]) and not settings.server.allow_remote:
-                raise ValueError(
-                    f"[routes.{name}] listen {route.match.listen!r} is not loopback; set "
-                    "[server] allow_remote = true only if the network is private"
-                )

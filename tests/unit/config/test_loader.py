@@ -212,3 +212,18 @@ def test_a_cli_command_path_is_relative_to_the_config_file(tmp_path: Path) -> No
     )
     config = load_config(write(tmp_path, text), environ={})
     assert getattr(config.settings.credentials["app"], "command") == str(tool)  # noqa: B009
+
+
+def test_what_default_resolved_to_is_checked_against_the_routes_again(tmp_path: Path) -> None:
+    tool = tmp_path / "az"
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o755)
+    text = BASE.replace(
+        'kind = "client_secret"\ntenant_id = "contoso"\nclient_id = "cid"\nclient_secret_env = "TEST_APP_SECRET"',
+        'kind = "default"',
+    ).replace('scopes = ["https://api-contoso.msappproxy.net//.default"]', 'scopes = ["a/.default", "b/.default"]')
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), environ={"PATH": str(tmp_path)})
+    assert info.value.problems == [
+        "[routes.api] scopes: az gets tokens for one resource; give exactly one scope ending in /.default"
+    ]
