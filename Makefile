@@ -12,10 +12,10 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "bearerd needs Python >= 3.11; set PYTHON=python3.11 or newer")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,keyvault]'
 	@# The keyring extra compiles PyGObject: only where GObject introspection's headers are installed.
 	@if pkg-config --exists gobject-introspection-1.0 cairo 2>/dev/null; then \
-		$(BIN)/python -m pip install --quiet -e '.[test,keyring]' \
+		$(BIN)/python -m pip install --quiet -e '.[test,keyvault,keyring]' \
 			|| echo "note: the keyring extra did not install: the keyring tests will be skipped"; \
 	else echo "note: no GObject introspection headers: the keyring tests will be skipped (README: encryption at rest)"; fi
 	@touch $@

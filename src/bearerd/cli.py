@@ -181,13 +181,19 @@ def _check(args: argparse.Namespace) -> int:
     settings = config.settings
     print(f"{args.config}: OK — {len(settings.routes)} route(s), {len(settings.credentials)} credential(s)")
     print(_table(("ROUTE", "LOCAL ENTRY", "UPSTREAM", "CREDENTIAL"), route_rows(config)))
+    for name, choice in config.identities.items():
+        print(f"[credentials.{name}] {choice.describe()}")
+        for candidate, why in choice.skipped:
+            print(f"  not {candidate}: {why}")
     if not args.acquire:
         return EXIT_OK
     configure_logging("auto", "error", stream=sys.stderr, secrets=config.secrets.values())
     results = asyncio.run(_acquire_all(config, list(settings.routes)))
     rows = []
     for name, (token, error) in results.items():
-        kind = settings.credentials[settings.routes[name].credential].kind
+        credential = settings.routes[name].credential
+        chosen = config.identities.get(credential)
+        kind = chosen.describe() if chosen is not None else settings.credentials[credential].kind
         if token is None:
             rows.append((name, kind, "-", "-", f"FAILED: {error}"))
             continue

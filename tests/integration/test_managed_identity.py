@@ -9,18 +9,8 @@ import pytest
 
 from bearerd.config.loader import load_config
 from bearerd.emulator import EmulatorStack
-from support.configs import render_toml, stack_tables
+from support.configs import MANAGED_IDENTITY_VARIABLES, render_toml, stack_tables
 from support.inprocess import start
-
-_SOURCES = (
-    "IDENTITY_ENDPOINT",
-    "IDENTITY_HEADER",
-    "IDENTITY_SERVER_THUMBPRINT",
-    "MSI_ENDPOINT",
-    "MSI_SECRET",
-    "IMDS_ENDPOINT",
-    "AZURE_POD_IDENTITY_AUTHORITY_HOST",
-)
 
 
 @pytest.mark.parametrize(
@@ -30,7 +20,7 @@ _SOURCES = (
 async def test_managed_identity_request(
     stack: EmulatorStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str, identity: dict[str, str]
 ) -> None:
-    for name in _SOURCES:
+    for name in MANAGED_IDENTITY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     for name, value in stack.managed_identity_environment(source).items():
         monkeypatch.setenv(name, value)

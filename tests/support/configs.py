@@ -15,6 +15,17 @@ from bearerd.config.loader import Config, load_config
 from bearerd.emulator import EmulatorStack
 
 TEST_APPS = ("secretapi", "otherapi")
+# Every variable MSAL reads to find a managed-identity token service: tests strip inherited ones and point
+# the ones they need at the emulator (else MSAL asks 169.254.169.254).
+MANAGED_IDENTITY_VARIABLES = (
+    "IDENTITY_ENDPOINT",
+    "IDENTITY_HEADER",
+    "IDENTITY_SERVER_THUMBPRINT",
+    "MSI_ENDPOINT",
+    "MSI_SECRET",
+    "IMDS_ENDPOINT",
+    "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+)
 Tables = dict[str, dict[str, Any]]
 ConfigWriter = Callable[..., Path]
 

@@ -19,8 +19,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from bearerd.config import identities
 from bearerd.config import secrets as secret_sources
 from bearerd.config.environment import Egress, Runtime, default_state_dir
+from bearerd.config.identities import IdentityChoice
 from bearerd.config.messages import describe_all
 from bearerd.config.schema import Settings
 from bearerd.config.secrets import Secrets
@@ -37,6 +39,7 @@ _CREDENTIAL_PATHS = (
     "certificate_file",
     "private_key_file",
     "private_key_passphrase_file",
+    "certificate_password_file",
     "ca_file",
     "token_file",
 )
@@ -55,6 +58,8 @@ class Config:
     source_file: str = "<defaults>"
     state_dir: Path = field(default_factory=lambda: Path("."))
     warnings: tuple[str, ...] = ()
+    # `environment`/`default` credentials: what each resolved to (settings hold the resolved credential).
+    identities: Mapping[str, IdentityChoice] = field(default_factory=dict)
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
@@ -77,6 +82,9 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
         settings = Settings(**data)
     except ValidationError as exc:
         raise ConfigError(shown, describe_all(exc.errors())) from None
+    settings, choices, problems = _resolve_identities(settings, env)
+    if problems:
+        raise ConfigError(shown, problems)
     secrets, warnings, problems = secret_sources.resolve(settings, env)
     if problems:
         raise ConfigError(shown, problems)
@@ -90,7 +98,32 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
         source_file=shown,
         state_dir=settings.state_dir or default_state_dir(env),
         warnings=tuple(warnings),
+        identities=choices,
     )
+
+
+def _resolve_identities(
+    settings: Settings, env: Mapping[str, str]
+) -> tuple[Settings, dict[str, IdentityChoice], list[str]]:
+    """`environment`/`default` credentials replaced by what the environment makes of them, CLI commands
+    looked up on PATH — now, so the choice is known (and logged) before the first request."""
+    resolved, choices, problems = dict(settings.credentials), {}, []
+    for name, cred in settings.credentials.items():
+        try:
+            resolved[name], choice = identities.resolve(cred, env)
+        except ValueError as exc:
+            problems.append(f"[credentials.{name}] {exc}")
+            continue
+        if choice is not None:
+            choices[name] = choice
+    if resolved == dict(settings.credentials):
+        return settings, choices, problems
+    updated = settings.model_copy(update={"credentials": resolved})
+    try:  # the cross-table checks again, on what the credentials became (a default that became az: one scope)
+        updated._cross_references()  # type: ignore[operator] # pydantic's validator, called on what it became
+    except ValueError as exc:
+        problems.append(str(exc))
+    return updated, choices, problems
 
 
 def _expand(value: str, env: Mapping[str, str]) -> str:
@@ -142,6 +175,8 @@ def _prepare(data: dict[str, Any], base: Path, env: Mapping[str, str]) -> list[s
                 if "authority" not in cred and env.get("AZURE_AUTHORITY_HOST") and cred.get("tenant_id"):
                     cred["authority"] = env["AZURE_AUTHORITY_HOST"].rstrip("/") + "/" + str(cred["tenant_id"])
             problems += _resolve_paths(cred, _CREDENTIAL_PATHS, f"[credentials.{name}]", base, env)
+            if isinstance(cred.get("command"), str) and "/" in cred["command"]:  # a path, not a name on PATH
+                problems += _resolve_paths(cred, ("command",), f"[credentials.{name}]", base, env)
     server = data.get("server")
     auth = server.get("client_auth") if isinstance(server, dict) else None
     if isinstance(auth, dict):

@@ -226,7 +226,46 @@ class _EntraCredential(_CommonCredential):
         return f"{ENTRA_PUBLIC_AUTHORITY}/{self.tenant_id}"
 
 
-class ClientSecretCredential(_EntraCredential):
+KEYVAULT_AUDIENCE = "https://vault.azure.net"
+
+
+def _keyvault_url(value: str | None, collection: str) -> str | None:
+    """``https://NAME.vault.azure.net/<collection>/NAME[/VERSION]``, checked for shape only."""
+    if value is None:
+        return value
+    url = urlsplit(value)
+    parts = [p for p in url.path.split("/") if p]
+    if url.scheme != "https" or not url.hostname or len(parts) not in (2, 3) or parts[0] != collection:
+        raise ValueError(
+            f"{value!r} must be https://NAME.vault.azure.net/{collection}/NAME[/VERSION] (the {collection[:-1]}'s "
+            "identifier, as the portal shows it)"
+        )
+    if url.query or url.fragment or url.username:
+        raise ValueError(f"{value!r} must not carry a query, a fragment or user info")
+    return value
+
+
+class _VaultSourced(_EntraCredential):
+    keyvault_credential: str | None = Field(
+        default=None,
+        description="with `*_keyvault`: the `[credentials.NAME]` whose token reads the vault (it needs the vault's "
+        "*Key Vault Secrets User* role)",
+        json_schema_extra={"doc_default": "— (the host's managed identity)"},
+    )
+    keyvault_refresh_s: float = Field(
+        default=3600.0,
+        ge=60,
+        description="with `*_keyvault`: fetch the secret again this often (and whenever Entra answers "
+        "`invalid_client`), so a rotation in the vault needs no restart",
+    )
+    keyvault_audience: str = Field(
+        default=KEYVAULT_AUDIENCE,
+        description="the vault's token audience; the only one bearerd hands the vault client a token for "
+        "(sovereign clouds: `https://vault.azure.cn`, `https://vault.usgovcloudapi.net`)",
+    )
+
+
+class ClientSecretCredential(_VaultSourced):
     """`kind = "client_secret"`: an app registration's client secret — from exactly one source."""
 
     kind: Literal["client_secret"]
@@ -237,34 +276,78 @@ class ClientSecretCredential(_EntraCredential):
     client_secret: SecretStr | None = Field(
         default=None, description="the secret itself — works, with a loud warning at every start"
     )
+    client_secret_keyvault: str | None = Field(
+        default=None,
+        description="`https://NAME.vault.azure.net/secrets/NAME[/VERSION]`: the secret lives in Azure Key Vault "
+        "(needs `bearerd[keyvault]`)",
+    )
+
+    @field_validator("client_secret_keyvault")
+    @classmethod
+    def _secret_url(cls, value: str | None) -> str | None:
+        return _keyvault_url(value, "secrets")
 
     @model_validator(mode="after")
     def _one_source(self) -> ClientSecretCredential:
         sources = [
-            s for s in ("client_secret_file", "client_secret_env", "client_secret") if getattr(self, s) is not None
+            s
+            for s in ("client_secret_file", "client_secret_env", "client_secret", "client_secret_keyvault")
+            if getattr(self, s) is not None
         ]
         if len(sources) != 1:
             raise ValueError(
-                "set exactly one of client_secret_file (recommended), client_secret_env or client_secret; "
-                f"found {len(sources)}"
+                "set exactly one of client_secret_file (recommended), client_secret_env, client_secret_keyvault or "
+                f"client_secret; found {len(sources)}"
             )
         return self
 
 
-class CertificateCredential(_EntraCredential):
+class CertificateCredential(_VaultSourced):
     """`kind = "certificate"`: a certificate registered on the app (no shared secret)."""
 
     kind: Literal["certificate"]
-    certificate_file: Path = Field(description="PEM certificate (may also contain the key)")
+    certificate_file: Path | None = Field(
+        default=None,
+        description="PEM certificate, or a chain (leaf first; may also contain the key), or PKCS#12 "
+        "(`.pfx`/`.p12`, with its key)",
+    )
     private_key_file: Path | None = Field(
         default=None,
-        description="PEM private key (RSA, mode 0600)",
+        description="PEM private key (RSA, mode 0600; may be encrypted)",
         json_schema_extra={"doc_default": "certificate_file"},
     )
-    private_key_passphrase_file: Path | None = Field(default=None, description="passphrase of an encrypted key")
+    private_key_passphrase_file: Path | None = Field(
+        default=None, description="passphrase of an encrypted PEM key"
+    )
+    certificate_password_file: Path | None = Field(
+        default=None, description="password of a PKCS#12 file (mode 0600)"
+    )
+    certificate_password_env: str | None = Field(
+        default=None, description="environment variable holding that password"
+    )
+    certificate_keyvault: str | None = Field(
+        default=None,
+        description="`https://NAME.vault.azure.net/certificates/NAME[/VERSION]` instead of `certificate_file`: "
+        "the certificate and its key from Azure Key Vault (needs `bearerd[keyvault]`)",
+    )
     send_x5c: bool = Field(
         default=False, description="send the certificate chain (subject name + issuer authentication)"
     )
+
+    @field_validator("certificate_keyvault")
+    @classmethod
+    def _certificate_url(cls, value: str | None) -> str | None:
+        return _keyvault_url(value, "certificates")
+
+    @model_validator(mode="after")
+    def _one_certificate(self) -> CertificateCredential:
+        if (self.certificate_file is None) == (self.certificate_keyvault is None):
+            raise ValueError("set exactly one of certificate_file or certificate_keyvault")
+        if self.certificate_password_file is not None and self.certificate_password_env is not None:
+            raise ValueError("set certificate_password_file or certificate_password_env, not both")
+        if self.certificate_keyvault is not None and (self.private_key_file or self.private_key_passphrase_file):
+            raise ValueError("a Key Vault certificate brings its own key: remove private_key_file")
+        return self
 
 
 class ClientAssertionCredential(_EntraCredential):
@@ -293,21 +376,92 @@ class DeviceCodeCredential(_EntraCredential):
     )
 
 
+class _CliCredential(_CommonCredential):
+    tenant_id: str | None = Field(default=None, description="ask the CLI for a token of this tenant")
+
+
+class AzureCliCredential(_CliCredential):
+    """`kind = "azure_cli"`: the developer signed in with `az login` — no app registration, no device code.
+    Tokens come from `az account get-access-token --scope …` (run without a shell, with `timeout_s`), kept in
+    memory and refreshed early like any other. The App Proxy app must list the Azure CLI
+    (`04b07795-8ddb-461a-bbee-02f9e1bf7b46`) as an authorized client application."""
+
+    kind: Literal["azure_cli"]
+    command: str = Field(default="az", description="the Azure CLI: a name looked up on `PATH` at start, or a path")
+
+
+class AzureDeveloperCliCredential(_CliCredential):
+    """`kind = "azure_developer_cli"`: the developer signed in with `azd auth login`; tokens from
+    `azd auth token --output json --scope …`, as for `azure_cli`."""
+
+    kind: Literal["azure_developer_cli"]
+    command: str = Field(
+        default="azd", description="the Azure Developer CLI: a name looked up on `PATH` at start, or a path"
+    )
+
+
+class EnvironmentCredential(_CommonCredential):
+    """`kind = "environment"`: the app registration named by the `AZURE_*` variables, as azure-identity's
+    EnvironmentCredential reads them: `AZURE_TENANT_ID`, `AZURE_CLIENT_ID` and one of `AZURE_CLIENT_SECRET`,
+    `AZURE_CLIENT_CERTIFICATE_PATH` (+ `AZURE_CLIENT_CERTIFICATE_PASSWORD`) or `AZURE_FEDERATED_TOKEN_FILE`;
+    `AZURE_AUTHORITY_HOST` for sovereign clouds. Read when bearerd starts (and at reload)."""
+
+    kind: Literal["environment"]
+    authority: str | None = Field(
+        default=None,
+        description="instead of `AZURE_AUTHORITY_HOST` + `AZURE_TENANT_ID`: any `https://HOST/TENANT`",
+    )
+
+
+class DefaultCredential(_CommonCredential):
+    """`kind = "default"`: the first identity this machine has, in azure-identity's order — `environment`
+    (a secret or certificate in `AZURE_*`), workload identity (`AZURE_FEDERATED_TOKEN_FILE`), managed identity
+    (the platform's `IDENTITY_ENDPOINT`/`MSI_ENDPOINT`/`IMDS_ENDPOINT` variables), `azure_cli` (`az` on
+    `PATH`). Chosen when bearerd starts; the `started` log line and `bearerd check` say which and why not the
+    others."""
+
+    kind: Literal["default"]
+    authority: str | None = Field(
+        default=None,
+        description="for the environment and workload identity choices: any `https://HOST/TENANT`",
+    )
+    managed_identity_client_id: str | None = Field(
+        default=None, description="a user-assigned managed identity, by client ID"
+    )
+    imds: bool = Field(
+        default=False,
+        description="on an Azure VM (whose metadata service sets no variables): count the managed identity as "
+        "present",
+    )
+
+
+CLI_KINDS = ("azure_cli", "azure_developer_cli")
+RESOLVED_KINDS = ("environment", "default")  # the loader replaces them with the credential they resolve to
+
 CREDENTIAL_MODELS: tuple[type[_CommonCredential], ...] = (
     ClientSecretCredential,
     CertificateCredential,
     ClientAssertionCredential,
     ManagedIdentityCredential,
     DeviceCodeCredential,
+    AzureCliCredential,
+    AzureDeveloperCliCredential,
+    EnvironmentCredential,
+    DefaultCredential,
 )
 Credential = Annotated[
     ClientSecretCredential
     | CertificateCredential
     | ClientAssertionCredential
     | ManagedIdentityCredential
-    | DeviceCodeCredential,
+    | DeviceCodeCredential
+    | AzureCliCredential
+    | AzureDeveloperCliCredential
+    | EnvironmentCredential
+    | DefaultCredential,
     Field(discriminator="kind"),
 ]
+CliCredential = AzureCliCredential | AzureDeveloperCliCredential
 EntraCredential = ClientSecretCredential | CertificateCredential | ClientAssertionCredential | DeviceCodeCredential
 
 
@@ -557,6 +711,22 @@ class Settings(BaseSettings):
     def _cross_references(self) -> Settings:
         if not self.routes:
             raise ValueError("no [routes.*] table: add at least one route (see config/bearerd.example.toml)")
+        for name, cred in self.credentials.items():
+            reader = getattr(cred, "keyvault_credential", None)
+            if reader is None:
+                continue
+            other = self.credentials.get(reader)
+            if other is None or reader == name:
+                known = ", ".join(sorted(n for n in self.credentials if n != name)) or "none defined"
+                raise ValueError(
+                    f"[credentials.{name}] keyvault_credential {reader!r} must name another [credentials.*] table "
+                    f"(known: {known})"
+                )
+            if getattr(other, "client_secret_keyvault", None) or getattr(other, "certificate_keyvault", None):
+                raise ValueError(
+                    f"[credentials.{name}] keyvault_credential {reader!r} itself reads a vault: the vault's reader "
+                    "needs a secret of its own (a managed identity, a file, workload identity)"
+                )
         for name in list(self.credentials) + list(self.routes):
             if not NAME_RE.match(name):
                 raise ValueError(f"name {name!r} may use letters, digits, '-', '_' and '.' only")
@@ -568,11 +738,12 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"[routes.{name}] credential {route.credential!r} is not a [credentials.*] table (known: {known})"
                 )
-            if isinstance(self.credentials[route.credential], ManagedIdentityCredential) and (
+            if isinstance(self.credentials[route.credential], ManagedIdentityCredential | AzureCliCredential) and (
                 len(route.scopes) != 1 or not route.scopes[0].endswith("/.default")
             ):
+                what = "a managed identity" if self.credentials[route.credential].kind == "managed_identity" else "az"
                 raise ValueError(
-                    f"[routes.{name}] scopes: a managed identity gets tokens for one resource; give exactly one "
+                    f"[routes.{name}] scopes: {what} gets tokens for one resource; give exactly one "
                     "scope ending in /.default"
                 )
             key = route.match.path_prefix

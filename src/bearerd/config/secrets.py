@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import importlib.util
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,6 +27,11 @@ from bearerd.config.schema import (
     Settings,
 )
 
+KEYVAULT_EXTRA_MISSING = (
+    "Key Vault needs the optional extra: pip install 'bearerd[keyvault]' (azure-keyvault-secrets, "
+    "azure-keyvault-certificates)"
+)
+
 FLEET_KEY_BYTES = 32
 
 
@@ -34,8 +40,8 @@ class CertificateMaterial:
     """A certificate credential's key and certificate, as MSAL wants them."""
 
     private_key_pem: SecretStr
-    certificate_pem: str
-    thumbprint: str  # SHA-1 of the DER certificate, hex (what Entra registers)
+    certificate_pem: str  # the leaf first, then the rest of its chain
+    thumbprint: str  # SHA-1 of the leaf's DER, hex (what Entra registers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +50,13 @@ class CredentialSecrets:
 
     client_secret: SecretStr | None = None
     certificate: CertificateMaterial | None = None
+    # The PKCS#12 password or key passphrase: kept so a rotated certificate file can be opened again.
+    certificate_password: SecretStr | None = None
+
+    def values(self) -> list[str]:
+        """Its secret strings, for the log redactor (also of material fetched or rotated later)."""
+        key = self.certificate.private_key_pem if self.certificate is not None else None
+        return [s.get_secret_value() for s in (self.client_secret, key, self.certificate_password) if s is not None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,10 +75,7 @@ class Secrets:
         """Every secret string, for the log redactor."""
         out = [s.get_secret_value() for s in (self.client_key, self.redis_password, self.fleet_key) if s is not None]
         for cred in self.credentials.values():
-            if cred.client_secret is not None:
-                out.append(cred.client_secret.get_secret_value())
-            if cred.certificate is not None:
-                out.append(cred.certificate.private_key_pem.get_secret_value())
+            out.extend(cred.values())
         return [v for v in out if v]
 
 
@@ -93,8 +103,105 @@ def _from_env(name: str, what: str, env: Mapping[str, str]) -> str:
     return value
 
 
+def read_file_bytes(path: Path, what: str, private: bool) -> bytes:
+    """A file's bytes (``private``: only its owner may read it); ValueError saying what is wrong."""
+    try:
+        mode = path.stat().st_mode
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read {what} {str(path)!r}: {exc.strerror}") from None
+    if private and mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ValueError(
+            f"{what} {str(path)!r} is readable by group or others (mode {stat.S_IMODE(mode):04o}); "
+            f"run: chmod 600 {path}"
+        )
+    if not data.strip():
+        raise ValueError(f"{what} {str(path)!r} is empty")
+    return data
+
+
+def watched_files(cred: Credential) -> list[Path]:
+    """The files a credential's secret or certificate comes from: re-read when they change (rotation)."""
+    if isinstance(cred, ClientSecretCredential):
+        return [cred.client_secret_file] if cred.client_secret_file is not None else []
+    if isinstance(cred, CertificateCredential) and cred.certificate_file is not None:
+        names = (cred.certificate_file, cred.private_key_file, cred.private_key_passphrase_file)
+        return [p for p in (*names, cred.certificate_password_file) if p is not None]
+    return []
+
+
+def uses_keyvault(cred: Credential) -> bool:
+    return bool(getattr(cred, "client_secret_keyvault", None) or getattr(cred, "certificate_keyvault", None))
+
+
+def _certificate_password(cred: CertificateCredential, env: Mapping[str, str]) -> SecretStr | None:
+    if cred.certificate_password_file is not None:
+        return SecretStr(read_secret_file(cred.certificate_password_file, "certificate password"))
+    if cred.certificate_password_env is not None:
+        return SecretStr(_from_env(cred.certificate_password_env, "certificate_password_env", env))
+    if cred.private_key_passphrase_file is not None:
+        return SecretStr(read_secret_file(cred.private_key_passphrase_file, "private key passphrase"))
+    return None
+
+
+def certificate_material(
+    cert_data: bytes, key_data: bytes | None, password: SecretStr | None, names: tuple[str, str, str]
+) -> CertificateMaterial:
+    """Load a certificate and key (PEM, PEM chain or PKCS#12); ValueError naming ``names`` (certificate, key,
+    password source)."""
+    from bearerd.config.certificates import load_certificate  # cryptography: only for certificate credentials
+
+    loaded = load_certificate(
+        cert_data,
+        key_data,
+        password.get_secret_value().encode() if password is not None else None,
+        cert_name=names[0],
+        key_name=names[1],
+        password_name=names[2],
+    )
+    return CertificateMaterial(SecretStr(loaded.private_key_pem), loaded.chain_pem, loaded.thumbprint)
+
+
+def _certificate_secrets(cred: CertificateCredential, password: SecretStr | None) -> CredentialSecrets:
+    assert cred.certificate_file is not None  # noqa: S101 - Key Vault certificates are fetched later
+    key_path = cred.private_key_file
+    # A key inside the certificate file (PEM with its key, or PKCS#12) makes that file a secret too.
+    cert_data = read_file_bytes(cred.certificate_file, "certificate_file", private=key_path is None)
+    key_data = read_file_bytes(key_path, "private_key_file", private=True) if key_path is not None else None
+    password_name = (
+        "certificate_password_file"
+        if cred.certificate_password_file
+        else "certificate_password_env"
+        if cred.certificate_password_env
+        else "private_key_passphrase_file"
+    )
+    names = (
+        f"certificate_file {str(cred.certificate_file)!r}",
+        f"private_key_file {str(key_path)!r}" if key_path else f"certificate_file {str(cred.certificate_file)!r}",
+        password_name,
+    )
+    material = certificate_material(cert_data, key_data, password, names)
+    return CredentialSecrets(certificate=material, certificate_password=password)
+
+
+def reread_files(cred: Credential, previous: CredentialSecrets) -> CredentialSecrets:
+    """The credential's file-based material read again (a rotation); ValueError when it can't be used."""
+    if isinstance(cred, CertificateCredential):
+        password = previous.certificate_password if cred.certificate_password_env else None
+        if password is None:
+            password = _certificate_password(cred, {})
+        return _certificate_secrets(cred, password)
+    secrets, _ = credential_secrets(cred, {})
+    return secrets
+
+
 def credential_secrets(cred: Credential, env: Mapping[str, str]) -> tuple[CredentialSecrets, list[str]]:
     """Read one credential's secret or key now; return it and the warnings worth logging."""
+    if uses_keyvault(cred):
+        # Fetched by the daemon with another credential's token (tokens/keyvault.py); here only checked.
+        if importlib.util.find_spec("azure") is None or importlib.util.find_spec("azure.keyvault.secrets") is None:
+            raise ValueError(KEYVAULT_EXTRA_MISSING)
+        return CredentialSecrets(), []
     if isinstance(cred, ClientSecretCredential):
         if cred.client_secret_file is not None:
             return CredentialSecrets(SecretStr(read_secret_file(cred.client_secret_file, "client secret"))), []
@@ -108,15 +215,7 @@ def credential_secrets(cred: Credential, env: Mapping[str, str]) -> tuple[Creden
         )
         return CredentialSecrets(cred.client_secret), [warning]
     if isinstance(cred, CertificateCredential):
-        from bearerd.config.certificates import load_certificate  # cryptography: only for certificate credentials
-
-        passphrase = None
-        if cred.private_key_passphrase_file is not None:
-            passphrase = read_secret_file(cred.private_key_passphrase_file, "private key passphrase").encode()
-        key_path = cred.private_key_file or cred.certificate_file
-        key_text = read_secret_file(key_path, "private key")
-        key_pem, cert_pem, thumbprint = load_certificate(cred.certificate_file, key_path, key_text, passphrase)
-        return CredentialSecrets(certificate=CertificateMaterial(SecretStr(key_pem), cert_pem, thumbprint)), []
+        return _certificate_secrets(cred, _certificate_password(cred, env)), []
     if isinstance(cred, ClientAssertionCredential):
         # Read again at every acquisition (the platform rotates it); checked now so a wrong path fails at start.
         try:

@@ -125,9 +125,14 @@ async def _run(
             upstream=route.upstream,
             credential=route.credential,
         )
+    identities = {
+        name: {"chosen": choice.describe(), "passed_over": dict(choice.skipped)}
+        for name, choice in daemon.config.identities.items()
+    }
     log.info(
         "started",
         listen=[f"{h}:{p}" for h, p in daemon.listeners.listen_addresses],
+        **({"identities": identities} if identities else {}),
         admin=f"{admin[0]}:{admin[1]}" if admin else None,
         systemd_notify=notifier.enabled,
         **eventloop.describe(),

@@ -122,6 +122,9 @@ class EntraEmulator:
         self.system_identity: str | None = None
         self.users = UserFlows(self.tokens, self.resources)
         self.identity_header = secrets.token_hex(16)
+        # (client ID, resource) pairs without consent: Entra answers AADSTS65001 (the Azure CLI before an App
+        # Proxy app lists it as an authorized client application).
+        self.unconsented: set[tuple[str, str]] = set()
 
     @property
     def issued_tokens(self) -> list[str]:
@@ -299,6 +302,15 @@ class EntraEmulator:
             )
         client = self._authenticate(request, fields)
         resource = self._resource(fields.get("scope", ""))
+        if (client.client_id, resource) in self.unconsented:
+            raise EntraError(
+                400,
+                "invalid_grant",
+                65001,
+                f"AADSTS65001: The user or administrator has not consented to use the application with ID "
+                f"'{client.client_id}' named 'Microsoft Azure CLI'. Send an interactive authorization request for "
+                "this user and resource.",
+            )
         token = self._issue(resource, client, acrs=requested_auth_contexts(fields.get("claims")))
         body: dict[str, Any] = {
             "token_type": "Bearer",

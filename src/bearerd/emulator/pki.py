@@ -42,12 +42,12 @@ def write_private(path: Path, data: bytes) -> None:
         f.write(data)
 
 
-def make_client_certificate(cert_path: Path, key_path: Path, common_name: str) -> bytes:
-    """A self-signed RSA certificate + key (PEM files); returns the certificate PEM."""
+def self_signed(common_name: str, ca: bool = False) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+    """A new RSA key and a 30-day self-signed certificate for it (``ca``: one that may issue others)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = datetime.datetime.now(datetime.UTC)
-    cert = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
@@ -55,8 +55,15 @@ def make_client_certificate(cert_path: Path, key_path: Path, common_name: str) -
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=30))
-        .sign(key, hashes.SHA256())
     )
+    if ca:
+        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+    return builder.sign(key, hashes.SHA256()), key
+
+
+def make_client_certificate(cert_path: Path, key_path: Path, common_name: str) -> bytes:
+    """A self-signed RSA certificate + key (PEM files); returns the certificate PEM."""
+    cert, key = self_signed(common_name)
     cert_pem = cert.public_bytes(serialization.Encoding.PEM)
     cert_path.write_bytes(cert_pem)
     write_private(

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from bearerd.emulator.appproxy import AppProxyEmulator
 from bearerd.emulator.backend import backend_app
 from bearerd.emulator.entra import FEDERATION_AUDIENCE, EntraEmulator
+from bearerd.emulator.keyvault import VAULT_RESOURCE, KeyVaultEmulator
 from bearerd.emulator.pki import LocalCA, make_client_certificate, write_private
 from bearerd.lifecycle import Lifecycle
 
@@ -29,6 +30,7 @@ SYSTEM_IDENTITY_ID = "0b5e0000-0000-4000-8000-0000000c11e4"
 PUBLIC_CLIENT_ID = "0b5e0000-0000-4000-8000-0000000c11e6"
 DEMO_USER = "alice@contoso.example"
 USER_IDENTITY_ID = "0b5e0000-0000-4000-8000-0000000c11e5"
+AZURE_CLI_CLIENT_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"  # the real Azure CLI's, as its tokens carry it
 FEDERATED_ISSUER = "https://oidc.cluster.emulator/6f0e0000"
 FEDERATED_SUBJECT = "system:serviceaccount:default:legacy-app"
 
@@ -61,6 +63,9 @@ class EmulatorStack(Lifecycle):
         self.federated_token_file = workdir / "federated-token"
         self._issuer_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.client_secret_file = workdir / "client-secret"
+        # The stand-in `az`/`azd` (tests) sign in as the Azure CLI's client ID with this secret.
+        self.azure_cli_secret_file = workdir / "azure-cli-secret"
+        self.keyvault = KeyVaultEmulator(self.entra)
         self.cert_file = workdir / "client-cert.pem"
         self.key_file = workdir / "client-key.pem"
         self.ca_file = workdir / "ca.pem"
@@ -100,6 +105,10 @@ class EmulatorStack(Lifecycle):
         self.entra.register_managed_identity(USER_IDENTITY_ID)
         self.entra.users.register_public_client(PUBLIC_CLIENT_ID)
         self.entra.users.add_user(DEMO_USER)
+        cli_secret = secrets.token_urlsafe(32)
+        write_private(self.azure_cli_secret_file, cli_secret.encode())
+        self.entra.register_client(AZURE_CLI_CLIENT_ID, secret=cli_secret, roles=["Api.Access"])
+        self.entra.register_resource(VAULT_RESOURCE)
 
         entra_sock, backend_sock = _bound_socket(), _bound_socket()
         self.authority = f"https://127.0.0.1:{entra_sock.getsockname()[1]}/{self.tenant_id}"
@@ -111,6 +120,9 @@ class EmulatorStack(Lifecycle):
         identity_sock = _bound_socket()
         self.managed_identity_url = f"http://127.0.0.1:{identity_sock.getsockname()[1]}"
         await self._serve(self.entra.managed_identity_app(), identity_sock, tls=False)
+        vault_sock = _bound_socket()
+        self.keyvault.url = f"https://127.0.0.1:{vault_sock.getsockname()[1]}"
+        await self._serve(self.keyvault.app(), vault_sock, tls=True)
         for name in self._app_names:
             sock = _bound_socket()
             app = AppProxyEmulator(

@@ -13,7 +13,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bearerd.config.loader import Config
-from bearerd.config.schema import ManagedIdentityCredential
 from bearerd.h1 import PoolOptions, UpstreamPool
 from bearerd.proxy.cookies import AppProxyJar
 from bearerd.proxy.cors import CorsPolicy
@@ -91,7 +90,7 @@ def _upstream(
         provider=provider,
         pool=pool,
         read_timeout_s=rs.timeout_s,
-        sign_in_hosts=sign_in_hosts(None if isinstance(cred, ManagedIdentityCredential) else cred.authority_url),
+        sign_in_hosts=sign_in_hosts(getattr(cred, "authority_url", None)),
         headers=UpstreamRules.of(route.upstream_host, rs.client_authorization, own),
         replay_max_bytes=rs.replay_max_bytes,
         access_log=rs.access_log,

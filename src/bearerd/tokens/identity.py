@@ -120,6 +120,7 @@ class CredentialClient:
         self.name = name
         self.credential = cred
         self.secrets = secrets
+        self.loaded_secrets = secrets  # what the configuration resolved; ``secrets`` may have rotated since
         self.ssl_context = tls_context(str(cred.ca_file) if cred.ca_file else None)
         self._session = MsalSession(self.ssl_context, egress, cred.connect_timeout_s, cred.timeout_s)
         self._app: msal.ClientApplication | msal.ManagedIdentityClient | None = None
@@ -140,6 +141,7 @@ class CredentialClient:
             self._cache = PersistentTokenCache(path, sealer, protection)
         self.login_command = f"bearerd login {name} -c {config_file}"
         self._build_lock = threading.Lock()
+        self._app_secrets = secrets  # what the MSAL app (once built) signs in with
 
     @classmethod
     def for_config(cls, config: Config, name: str) -> CredentialClient:
@@ -160,10 +162,15 @@ class CredentialClient:
     def close(self) -> None:
         self._session.close()
 
+    def use_secrets(self, secrets: CredentialSecrets) -> None:
+        """Rotated material (``material.py``): the next acquisition builds the MSAL app with it."""
+        self.secrets = secrets  # one assignment: application() notices it under its own lock
+
     def application(self) -> msal.ClientApplication | msal.ManagedIdentityClient:
         """The MSAL app, built on first use (its constructor runs discovery over the network)."""
         with self._build_lock:
-            if self._app is None:
+            if self._app is None or self._app_secrets is not self.secrets:
+                self._app_secrets = self.secrets
                 cred = self.credential
                 if isinstance(cred, ManagedIdentityCredential):
                     self._app = msal.ManagedIdentityClient(
@@ -181,16 +188,18 @@ class CredentialClient:
                         token_cache=self._cache,
                         http_cache=_NoReplayCache(),
                     )
-                else:
+                elif isinstance(cred, ClientSecretCredential | CertificateCredential | ClientAssertionCredential):
                     self._app = msal.ConfidentialClientApplication(
                         cred.client_id,
-                        client_credential=_client_credential(cred, self.secrets),
+                        client_credential=_client_credential(cred, self._app_secrets),
                         authority=cred.authority_url,
                         instance_discovery=False,
                         http_client=self._session,
                         token_cache=self._cache,
                         http_cache=_NoReplayCache(),
                     )
+                else:  # the CLI kinds have no MSAL app (cli_sources.py); environment/default were resolved
+                    raise TypeError(f"credential kind {cred.kind!r} has no MSAL application")
             return self._app
 
     def _request_token(self, scopes: tuple[str, ...], claims: str | None) -> Any:

@@ -9,10 +9,14 @@ and takes turns with them, falling back to its ``LocalSource`` when Redis can't 
 from __future__ import annotations
 
 import asyncio
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
+from bearerd.logs import REDACTOR
 from bearerd.tokens.identity import CredentialClient
-from bearerd.tokens.results import AcquiredToken
+from bearerd.tokens.results import AcquiredToken, IdentityProviderError
+
+if TYPE_CHECKING:
+    from bearerd.tokens.material import MaterialSource
 
 # Where a token came from: MSAL here ("local"), another replica's record ("shared"), or MSAL here
 # on behalf of the fleet ("fleet").
@@ -27,12 +31,32 @@ class TokenSource(Protocol):
 
 
 class LocalSource:
-    """MSAL, for this process alone."""
+    """MSAL, for this process alone — with the credential's material brought up to date first
+    (``material.py``: rotated files, Key Vault), and once more when Entra refuses it as stale."""
 
-    def __init__(self, client: CredentialClient, scopes: tuple[str, ...]) -> None:
+    def __init__(
+        self, client: CredentialClient, scopes: tuple[str, ...], material: MaterialSource | None = None
+    ) -> None:
         self.client = client
         self.scopes = scopes
+        self.material = material
 
     async def acquire(self, claims: str | None, avoid: str | None) -> tuple[AcquiredToken, Origin]:
         # ``avoid`` needs no care here: every MSAL call fetches a new token from the identity provider.
+        await self._update(stale=False)
+        try:
+            return await asyncio.to_thread(self.client.acquire, self.scopes, claims), "local"
+        except IdentityProviderError as exc:
+            # A secret rotated at its source (the vault) before we saw it: fetch it and try once more.
+            if exc.code != "invalid_client" or not await self._update(stale=True):
+                raise
         return await asyncio.to_thread(self.client.acquire, self.scopes, claims), "local"
+
+    async def _update(self, stale: bool) -> bool:
+        if self.material is None:
+            return False
+        fresh = await self.material.refresh(stale)
+        if fresh is not None:
+            REDACTOR.register(fresh.values())  # a secret from the vault or a rotated file: never in a log line
+            self.client.use_secrets(fresh)
+        return fresh is not None

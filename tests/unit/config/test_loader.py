@@ -174,3 +174,56 @@ def test_certificate_credential_thumbprint(tmp_path: Path) -> None:
     make_client_certificate(tmp_path / "other.pem", tmp_path / "k.pem", "other")
     (found,) = problems(tmp_path, text)
     assert "does not belong to the certificate" in found
+
+
+VAULT = BASE.replace(
+    'client_secret_env = "TEST_APP_SECRET"',
+    'client_secret_keyvault = "https://contoso-kv.vault.azure.net/secrets/app"\nkeyvault_credential = "READER"',
+)
+
+
+@pytest.mark.parametrize(
+    ("reader", "message"),
+    [
+        ("app", "[credentials.app] keyvault_credential 'app' must name another [credentials.*] table"),
+        ("nope", "[credentials.app] keyvault_credential 'nope' must name another [credentials.*] table (known: "),
+    ],
+)
+def test_keyvault_credential_must_name_another_table(tmp_path: Path, reader: str, message: str) -> None:
+    text = VAULT.replace("READER", reader) + '\n[credentials.mi]\nkind = "managed_identity"\n'
+    assert any(p.startswith(message) for p in problems(tmp_path, text))
+
+
+def test_a_vault_reader_that_reads_a_vault_itself_is_refused(tmp_path: Path) -> None:
+    other = '\n[credentials.other]\nkind = "client_secret"\ntenant_id = "t"\nclient_id = "c"\n'
+    other += 'client_secret_keyvault = "https://kv.vault.azure.net/secrets/x"\n'
+    found = problems(tmp_path, VAULT.replace("READER", "other") + other)
+    assert any("keyvault_credential 'other' itself reads a vault" in p for p in found)
+
+
+def test_a_cli_command_path_is_relative_to_the_config_file(tmp_path: Path) -> None:
+    tool = tmp_path / "tools" / "az"
+    tool.parent.mkdir()
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o755)
+    text = BASE.replace(
+        'kind = "client_secret"\ntenant_id = "contoso"\nclient_id = "cid"\nclient_secret_env = "TEST_APP_SECRET"',
+        'kind = "azure_cli"\ncommand = "tools/az"',
+    )
+    config = load_config(write(tmp_path, text), environ={})
+    assert getattr(config.settings.credentials["app"], "command") == str(tool)  # noqa: B009
+
+
+def test_what_default_resolved_to_is_checked_against_the_routes_again(tmp_path: Path) -> None:
+    tool = tmp_path / "az"
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o755)
+    text = BASE.replace(
+        'kind = "client_secret"\ntenant_id = "contoso"\nclient_id = "cid"\nclient_secret_env = "TEST_APP_SECRET"',
+        'kind = "default"',
+    ).replace('scopes = ["https://api-contoso.msappproxy.net//.default"]', 'scopes = ["a/.default", "b/.default"]')
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), environ={"PATH": str(tmp_path)})
+    assert info.value.problems == [
+        "[routes.api] scopes: az gets tokens for one resource; give exactly one scope ending in /.default"
+    ]

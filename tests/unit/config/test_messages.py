@@ -10,7 +10,17 @@ def test_a_wrong_kind_lists_every_kind_there_is() -> None:
     message = describe(("credentials", "app"), "union_tag_invalid", "Input tag 'magic' found")
     assert message.startswith("[credentials.app]")
     assert message.endswith("kind must be one of " + ", ".join(credential_kinds()))
-    assert credential_kinds() == ["client_secret", "certificate", "client_assertion", "managed_identity", "device_code"]
+    assert credential_kinds() == [
+        "client_secret",
+        "certificate",
+        "client_assertion",
+        "managed_identity",
+        "device_code",
+        "azure_cli",
+        "azure_developer_cli",
+        "environment",
+        "default",
+    ]
 
 
 def test_the_kind_tag_is_dropped_from_the_location_for_every_kind() -> None:
