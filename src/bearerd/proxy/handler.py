@@ -1,6 +1,7 @@
 """The request path: one handler for every proxied request, in the order the request needs it.
 
-route → header hygiene → cookies and CORS → token → body → ``send_with_token`` → response back.
+route → header hygiene → cookies and CORS → token → body → ``send_with_token`` → App Proxy's own
+error page recognised (``appproxy_errors.py``) → response back.
 Failures are ``ProxyError``s from wherever they arise and become problem+json here and only here,
 with the route the request was for. Bodies are streamed in both directions, never buffered,
 except a small request body kept so the request can be replayed once if the upstream refuses the
@@ -21,7 +22,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from bearerd.errors import BadRequest, Forbidden, MethodNotAllowed, NoRoute, ProxyError
-from bearerd.proxy import cors, upstream
+from bearerd.proxy import appproxy_errors, cors, upstream
 from bearerd.proxy.accounting import Accounting
 from bearerd.proxy.clientkey import ClientKeyCheck
 from bearerd.proxy.exchange import Exchange
@@ -207,7 +208,13 @@ class Proxy:
         )
         exchange.upstream_ms = round((time.perf_counter() - upstream_started) * 1000, 2)
         try:
-            return await self._relay(request, response, target, local_scheme, origin, exchange)
+            head = b""  # App Proxy's own error page is told apart by its first bytes (never a backend's)
+            if appproxy_errors.worth_a_look(response.status, response.headers):
+                head = await upstream.read_head(response, appproxy_errors.PEEK_BYTES)
+                problem = appproxy_errors.classify(response.status, response.headers, head)
+                if problem is not None:
+                    raise problem
+            return await self._relay(request, response, target, local_scheme, origin, exchange, head)
         finally:
             response.release()
 
@@ -233,7 +240,9 @@ class Proxy:
         local_scheme: str,
         origin: str | None,
         exchange: Exchange,
+        head: bytes = b"",
     ) -> web.StreamResponse:
+        """The upstream's answer to the client; ``head``: body bytes already read from it."""
         route = target.route
         headers = downstream_headers(response.headers)
         target.upstream.jar.absorb(headers, route.local_prefix if target.forward_authority is None else None)
@@ -251,11 +260,11 @@ class Proxy:
         if length is not None and length <= SMALL_BODY_BYTES and request.method != "HEAD":
             # A small body in one piece: headers and body leave in a single write.
             with upstream.upstream_errors(None, "mid-response"):
-                body = await response.read()
+                body = head + await response.read()
             headers.popall("Content-Length", None)
             exchange.bytes_out = len(body)
             return web.Response(status=response.status, reason=response.reason, headers=headers, body=body)
-        return await self._stream_response(request, response, headers, exchange)
+        return await self._stream_response(request, response, headers, exchange, head)
 
     async def _stream_response(
         self,
@@ -263,10 +272,14 @@ class Proxy:
         response: aiohttp.ClientResponse,
         headers: CIMultiDict[str],
         exchange: Exchange,
+        head: bytes,
     ) -> web.StreamResponse:
         out = web.StreamResponse(status=response.status, reason=response.reason, headers=headers)
         with upstream.client_errors():
             await out.prepare(request)
+            if head:
+                exchange.bytes_out += len(head)
+                await out.write(head)
         try:
             # iter_any: whatever has arrived, joined. Fewer, larger writes beat avoiding the join's
             # copy (iter_chunks measured 1.1 vs 1.5 GB/s in bench/: per-chunk cost dominates).

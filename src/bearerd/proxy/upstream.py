@@ -84,6 +84,20 @@ async def send(
         )
 
 
+async def read_head(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """Up to ``limit`` bytes of the upstream's body (all of it when shorter); the rest stays unread."""
+    parts: list[bytes] = []
+    size = 0
+    with upstream_errors(None, "mid-response"):
+        while size < limit:
+            chunk = await response.content.read(limit - size)
+            if not chunk:
+                break
+            parts.append(chunk)
+            size += len(chunk)
+    return b"".join(parts)
+
+
 async def read_small_body(request: web.BaseRequest) -> bytes:
     with client_errors():
         return await request.read()

@@ -18,10 +18,11 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from bearerd.proxy import appproxy_errors
 from bearerd.proxy.exchange import Exchange
 from bearerd.proxy.retry import REDIRECTS, Answer, send_with_token
 from bearerd.proxy.routing import Upstream
-from bearerd.proxy.upstream import upstream_errors
+from bearerd.proxy.upstream import read_head, upstream_errors
 
 Socket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
 # Negotiated per hop: aiohttp negotiates its own with the upstream.
@@ -41,11 +42,19 @@ async def refuse_redirects(
     request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
 ) -> aiohttp.ClientResponse:
     """Client middleware for WebSocket handshakes: aiohttp's ws_connect would follow a redirect (and
-    could take the token along); a token only ever goes to its route's upstream."""
+    could take the token along); a token only ever goes to its route's upstream. It also sees the
+    handshake's answer before ws_connect drops it, so App Proxy's own error page is recognised here."""
     response = await handler(request)
     if response.status in REDIRECTS:
         response.release()
         raise HandshakeRedirect(response.status, response.headers)
+    if appproxy_errors.worth_a_look(response.status, response.headers):
+        problem = appproxy_errors.classify(
+            response.status, response.headers, await read_head(response, appproxy_errors.PEEK_BYTES)
+        )
+        if problem is not None:
+            response.release()
+            raise problem
     return response
 
 

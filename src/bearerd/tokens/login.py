@@ -23,7 +23,7 @@ from bearerd.tokens.identity import CredentialClient
 
 
 def _scopes_for(settings: Settings, credential: str) -> list[str]:
-    scopes = [s for r in settings.routes.values() if r.credential == credential for s in r.scopes]
+    scopes = [s for n, r in settings.routes.items() if r.credential == credential for s in settings.route_scopes(n)]
     # One resource per sign-in: the refresh token then serves the other routes' resources too.
     return scopes[:1]
 

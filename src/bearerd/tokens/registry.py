@@ -44,7 +44,7 @@ class Providers:
         for name, client in old.clients.items():
             if settings.credentials.get(name) == client.credential and secrets.for_credential(name) == client.secrets:
                 self.clients[name] = client
-        used = {(r.credential, tuple(r.scopes)) for r in settings.routes.values()}
+        used = {(r.credential, settings.route_scopes(n)) for n, r in settings.routes.items()}
         for key, provider in old._by_key.items():
             if key[0] in self.clients and key in used:
                 self._by_key[key] = provider
@@ -65,8 +65,9 @@ class Providers:
         return client
 
     def for_route(self, route_name: str) -> TokenProvider:
-        rs = self._config.settings.routes[route_name]
-        key = (rs.credential, tuple(rs.scopes))
+        settings = self._config.settings
+        rs = settings.routes[route_name]
+        key = (rs.credential, settings.route_scopes(route_name))
         provider = self._by_key.get(key)
         if provider is None:
             client = self.client(rs.credential)
