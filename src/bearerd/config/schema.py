@@ -378,8 +378,7 @@ class RouteSettings(_Frozen):
     scopes: list[str] | None = Field(
         default=None,
         min_length=1,
-        description='e.g. `["https://secretapi-contoso.msappproxy.net//.default"]`, passed to Entra exactly as '
-        "written",
+        description='e.g. `["https://secretapi-contoso.msappproxy.net//.default"]`, passed to Entra exactly as written',
         json_schema_extra={
             "doc_default": "the upstream's URL as app ID URI: `https://secretapi-contoso.msappproxy.net//.default` "
             "(user credentials: `…//user_impersonation`)"

@@ -129,7 +129,7 @@ async def send_with_token(
         discard(attempt)
         hint = (
             "the app doesn't accept this token's audience or caller: set app_id = \"<the App Proxy app's application "
-            "(client) ID>\" on the route (the scope form every app accepts), and check that the credential may call "
+            '(client) ID>" on the route (the scope form every app accepts), and check that the credential may call '
             "the app; `bearerd doctor` shows the token's claims"
             if replayable
             else "the streamed request body could not be replayed; a new token was requested, send it again"

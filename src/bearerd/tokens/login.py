@@ -19,6 +19,7 @@ import msal
 from bearerd.config.loader import Config
 from bearerd.config.schema import DeviceCodeCredential, Settings
 from bearerd.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from bearerd.tokens import aadsts
 from bearerd.tokens.identity import CredentialClient
 
 
@@ -105,7 +106,11 @@ def _device_flow(app: msal.PublicClientApplication, scopes: list[str]) -> dict[s
 
 
 def _reason(result: dict[str, Any]) -> str:
-    description = str(result.get("error_description", "")).strip().splitlines()
+    text = str(result.get("error_description", ""))
+    explanation = aadsts.explain(result.get("error_codes"), text)
+    if explanation is not None:
+        return f"{result.get('error')}: {explanation.line()}"
+    description = text.strip().splitlines()
     return f"{result.get('error')}: {description[0] if description else ''}"
 
 
