@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509 import load_pem_x509_certificate
 
 from bearerd.emulator.issuer import Caller, Issuer, b64url, requested_auth_contexts, requested_capabilities
-from bearerd.emulator.oauth_errors import EntraError
+from bearerd.emulator.oauth_errors import EntraError, refusal
 from bearerd.emulator.pki import thumbprints
 from bearerd.emulator.registrations import AppRegistration, Registrations
 from bearerd.emulator.users import DEVICE_CODE_GRANT, UserFlows
@@ -51,6 +51,7 @@ class Fault:
     retry_after_s: float | None = None  # with a Retry-After header
     delay_s: float = 0.0  # wait this long first (then answer normally unless another field says otherwise)
     malformed: bool = False  # 200 with a body that is not JSON
+    aadsts: int | None = None  # refuse as Entra does with this AADSTS code (oauth_errors.refusal)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Fault:
@@ -59,6 +60,7 @@ class Fault:
             retry_after_s=data.get("retry_after_s"),
             delay_s=float(data.get("delay_s", 0.0)),
             malformed=bool(data.get("malformed", False)),
+            aadsts=data.get("aadsts"),
         )
 
 
@@ -277,6 +279,10 @@ class EntraEmulator:
                     return web.Response(
                         status=200, text="<html><body>Service unavailable</body></html>", content_type="text/html"
                     )
+                if fault.aadsts is not None:
+                    refused = refusal(fault.aadsts)
+                    status = refused.status
+                    return self._error_response(refused)
                 if fault.status is not None:
                     status = fault.status
                     headers = {"Retry-After": f"{fault.retry_after_s:g}"} if fault.retry_after_s is not None else {}
@@ -486,6 +492,14 @@ class EntraEmulator:
     def _resource(self, scope: str) -> tuple[AppRegistration, str]:
         """The app a client-credentials scope names, and the identifier it named it by."""
         scopes = scope.split()
+        if len(scopes) == 1 and "/" not in scopes[0]:
+            raise EntraError(
+                400,
+                "invalid_scope",
+                70011,
+                f"AADSTS70011: The provided request must include a 'scope' input parameter. The provided value for "
+                f"the input parameter 'scope' is not valid. The scope {scope} is not valid.",
+            )
         if len(scopes) != 1 or not scopes[0].endswith(_DEFAULT_SUFFIX):
             raise EntraError(
                 400,

@@ -2,7 +2,9 @@
 
 App Proxy sets ``AzureAppProxy*`` cookies (session, access, analytics). They are bearerd's
 business with App Proxy, not the local client's: they are kept in a per-route jar, sent back
-upstream on later requests of that route, and never handed to (or accepted from) local clients.
+upstream on later requests of that route until they expire (``Max-Age``/``Expires``: App Proxy's
+persistent access cookie lasts as long as the token it was issued for), and never handed to (or
+accepted from) local clients.
 The backend's own cookies pass through with ``Domain`` removed (the client talks to a local host,
 not the app's external one) and ``Path`` moved under the route's local prefix.
 """
@@ -10,6 +12,9 @@ not the app's external one) and ``Path`` moved under the route's local prefix.
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
+from email.utils import parsedate_to_datetime
 
 from multidict import CIMultiDict
 
@@ -20,17 +25,44 @@ def _is_app_proxy(name: str) -> bool:
     return name.strip().lower().startswith(APP_PROXY_PREFIX)
 
 
+def expires_at(attributes: str, now: float) -> float | None:
+    """When a cookie expires (wall clock), from ``Max-Age`` (which wins) or ``Expires``; None: session."""
+    expires: float | None = None
+    for attribute in attributes.split(";"):
+        key, _, value = attribute.strip().partition("=")
+        key = key.strip().lower()
+        if key == "max-age":
+            try:
+                return now + int(value.strip())
+            except ValueError:
+                continue
+        if key == "expires":
+            try:
+                expires = parsedate_to_datetime(value.strip()).timestamp()
+            except (TypeError, ValueError):
+                continue
+    return expires
+
+
 class AppProxyJar:
-    def __init__(self) -> None:
-        self._cookies: dict[str, str] = {}
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._cookies: dict[str, tuple[str, float | None]] = {}  # name -> (value, expires at)
         self._lock = threading.Lock()
+        self._clock = clock
 
     def apply(self, headers: CIMultiDict[str]) -> None:
-        """Outgoing request: drop client-sent App Proxy cookies, add ours."""
+        """Outgoing request: drop client-sent App Proxy cookies, add ours that haven't expired."""
         pairs: list[str] = []
         for value in headers.popall("Cookie", ()):
             pairs.extend(p.strip() for p in value.split(";") if p.strip() and not _is_app_proxy(p.split("=", 1)[0]))
-        pairs.extend(f"{name}={value}" for name, value in self._cookies.items())
+        if self._cookies:
+            now = self._clock()
+            with self._lock:
+                for name, (value, expires) in list(self._cookies.items()):
+                    if expires is not None and expires <= now:
+                        del self._cookies[name]
+                    else:
+                        pairs.append(f"{name}={value}")
         if pairs:
             headers["Cookie"] = "; ".join(pairs)
 
@@ -41,11 +73,13 @@ class AppProxyJar:
             first, _, attributes = value.partition(";")
             name, _, cookie_value = first.partition("=")
             if _is_app_proxy(name):
+                now = self._clock()
+                expires = expires_at(attributes, now)
                 with self._lock:
-                    if "max-age=0" in attributes.lower().replace(" ", ""):
+                    if expires is not None and expires <= now:
                         self._cookies.pop(name.strip(), None)
                     else:
-                        self._cookies[name.strip()] = cookie_value.strip()
+                        self._cookies[name.strip()] = (cookie_value.strip(), expires)
                 continue
             headers.add("Set-Cookie", _localize(first, attributes, local_prefix))
 
