@@ -299,8 +299,11 @@ class CredentialClient:
                 f"cannot read the client assertion file ({exc.strerror or type(exc).__name__})", code="assertion_file"
             ) from exc
         except ValueError as exc:  # JSON decoding of a garbage answer, or a discovery document MSAL refuses
-            explanation = aadsts.explain(None, str(exc), self.login_command)
-            if explanation is not None:  # e.g. discovery of an unknown tenant: AADSTS90002 inside MSAL's message
+            # Discovery of an unknown tenant: MSAL re-raises the 400 (whose body says AADSTS90002) as
+            # its own ValueError, so the answer is in the exception it was handling.
+            text = f"{exc} {exc.__context__ or ''}"
+            explanation = aadsts.explain(None, text, self.login_command)
+            if explanation is not None:
                 raise IdentityProviderError(
                     f"identity provider refused: {explanation.line()}", code=f"AADSTS{explanation.code}", permanent=True
                 ) from exc
