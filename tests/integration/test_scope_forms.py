@@ -22,11 +22,13 @@ def without_scopes(stack: EmulatorStack, **route: Any) -> dict[str, dict[str, An
 
 async def status_and_claims(stack: EmulatorStack, write_config: ConfigWriter, tables: Any) -> tuple[int, Any]:
     before = len(stack.apps["secretapi"].requests_seen)
-    async with start(load_config(write_config(tables))) as running:
-        async with running.session.get(running.url("/secretapi/api/status")) as resp:
-            body = await resp.json(content_type=None)
-            seen = stack.apps["secretapi"].requests_seen[before:]
-            return resp.status, (seen[-1].claims if seen else body)
+    async with (
+        start(load_config(write_config(tables))) as running,
+        running.session.get(running.url("/secretapi/api/status")) as resp,
+    ):
+        body = await resp.json(content_type=None)
+        seen = stack.apps["secretapi"].requests_seen[before:]
+        return resp.status, (seen[-1].claims if seen else body)
 
 
 def last_scope(stack: EmulatorStack) -> str:
