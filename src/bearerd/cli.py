@@ -234,7 +234,7 @@ def _doctor(args: argparse.Namespace) -> int:
         config = _load(args.config, sys.stderr)
     except ConfigError as exc:
         if args.json:
-            print(doctor.render_json(args.config, doctor.config_failure(args.config, exc.problems)))
+            sys.stdout.write(doctor.render_json(args.config, doctor.config_failure(args.config, exc.problems)))
         raise
     routes = list(config.settings.routes)
     if args.route is not None:
@@ -245,7 +245,7 @@ def _doctor(args: argparse.Namespace) -> int:
     configure_logging("auto", "error", stream=sys.stderr, secrets=config.secrets.values())
     reports = asyncio.run(doctor.diagnose(config, routes))
     render = doctor.render_json if args.json else doctor.render_text
-    print(render(args.config, reports))
+    sys.stdout.write(render(args.config, reports))
     return EXIT_OK if all(r.ok for r in reports) else EXIT_FAILED
 
 

@@ -503,9 +503,8 @@ def render_text(config_file: str, reports: Sequence[RouteReport]) -> str:
 
 
 def render_json(config_file: str, reports: Sequence[RouteReport]) -> str:
-    return json.dumps(
-        {"config": config_file, "ok": all(r.ok for r in reports), "routes": [r.to_json() for r in reports]}, indent=2
-    )
+    report = {"config": config_file, "ok": all(r.ok for r in reports), "routes": [r.to_json() for r in reports]}
+    return json.dumps(report, indent=2) + "\n"
 
 
 def config_failure(config_file: str, problems: Sequence[str]) -> list[RouteReport]:
