@@ -70,6 +70,45 @@ _PAGE = """<!DOCTYPE html>
 <p>Timestamp: {timestamp}</p></div></body></html>
 """
 
+_RIGHT_NOW = "This corporate app can\u2019t be accessed right now."
+# kind: (status, "Status Code" on the page, headline, message, via a connector, x-ms-proxy-error-details)
+_PAGES: dict[str, tuple[int, str, str, str, bool, str | None]] = {
+    "not-assigned": (
+        403,
+        "Forbidden",
+        "This corporate app can\u2019t be accessed.",
+        "You are not authorized to access this application. Authorization failed. Make sure to assign the user with "
+        "access to this application.",
+        False,
+        None,
+    ),
+    "no-connector": (
+        504,
+        "GatewayTimeout",
+        "The corporate app cannot be accessed.",
+        "Make sure the Microsoft Entra private network connector is properly installed and registered, and that the "
+        "app is assigned to a connector group with an active connector.",
+        False,
+        "EmptyConnectorGroup",
+    ),
+    "backend-timeout": (
+        504,
+        "GatewayTimeout",
+        _RIGHT_NOW,
+        "Please try again later\u2026 The connector timed out.",
+        True,
+        "BackendTimeOut",
+    ),
+    "backend-unreachable": (
+        502,
+        "BadGateway",
+        _RIGHT_NOW,
+        "Please try again later\u2026 The connector could not reach the back-end application.",
+        True,
+        "BackendServiceUnavailable",
+    ),
+}
+
 
 @dataclass(frozen=True)
 class SeenRequest:
@@ -157,9 +196,9 @@ class AppProxyEmulator:
             headers["x-ms-proxy-error-details"] = error
         return headers
 
-    def _error_page(
-        self, status: int, code: str, headline: str, message: str, *, connector: bool, error: str | None
-    ) -> web.Response:
+    def _error_page(self, kind: str) -> web.Response:
+        """App Proxy's own page for ``kind`` (``_PAGES``), with its headers."""
+        status, code, headline, message, connector, error = _PAGES[kind]
         headers = self._proxy_headers(connector, error)
         self.pages.append(error or code)
         page = _PAGE.format(
@@ -171,48 +210,6 @@ class AppProxyEmulator:
             timestamp=time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()),
         )
         return web.Response(status=status, text=page, content_type="text/html", headers=headers)
-
-    def _not_assigned(self) -> web.Response:
-        return self._error_page(
-            403,
-            "Forbidden",
-            "This corporate app can\u2019t be accessed.",
-            "You are not authorized to access this application. Authorization failed. Make sure to assign the user "
-            "with access to this application.",
-            connector=False,
-            error=None,
-        )
-
-    def _no_connector(self) -> web.Response:
-        return self._error_page(
-            504,
-            "GatewayTimeout",
-            "The corporate app cannot be accessed.",
-            "Make sure the Microsoft Entra private network connector is properly installed and registered, and that "
-            "the app is assigned to a connector group with an active connector.",
-            connector=False,
-            error="EmptyConnectorGroup",
-        )
-
-    def _backend_timeout(self) -> web.Response:
-        return self._error_page(
-            504,
-            "GatewayTimeout",
-            "This corporate app can\u2019t be accessed right now.",
-            "Please try again later\u2026 The connector timed out.",
-            connector=True,
-            error="BackendTimeOut",
-        )
-
-    def _backend_unreachable(self) -> web.Response:
-        return self._error_page(
-            502,
-            "BadGateway",
-            "This corporate app can\u2019t be accessed right now.",
-            "Please try again later\u2026 The connector could not reach the back-end application.",
-            connector=True,
-            error="BackendServiceUnavailable",
-        )
 
     def _claims_challenge(self) -> web.Response:
         self.challenges += 1
@@ -323,11 +320,11 @@ class AppProxyEmulator:
             return self._sign_in(verdict)
         principal = str(verdict.get("upn") or verdict.get("appid") or verdict.get("azp") or "")
         if not self.registration.may_use(principal):
-            return self._not_assigned()
+            return self._error_page("not-assigned")
         if self._cae_challenge_due(verdict):
             return self._claims_challenge()
         if self.connector_group_empty:
-            return self._no_connector()
+            return self._error_page("no-connector")
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return await self._websocket(request, verdict)
         headers: CIMultiDict[str] = CIMultiDict()
@@ -356,9 +353,9 @@ class AppProxyEmulator:
                 request.method, url, headers=headers, data=data, allow_redirects=False, timeout=timeout
             )
         except TimeoutError:
-            return self._backend_timeout()
+            return self._error_page("backend-timeout")
         except aiohttp.ClientConnectionError:
-            return self._backend_unreachable()
+            return self._error_page("backend-unreachable")
         async with upstream:
             out: CIMultiDict[str] = CIMultiDict(self._proxy_headers(connector=True))
             upstream_named = {
