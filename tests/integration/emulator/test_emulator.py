@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import ssl
 import time
-from email.utils import parsedate_to_datetime
 import uuid
 from collections.abc import AsyncIterator
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
