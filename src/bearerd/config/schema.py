@@ -380,8 +380,8 @@ class RouteSettings(_Frozen):
         min_length=1,
         description='e.g. `["https://secretapi-contoso.msappproxy.net//.default"]`, passed to Entra exactly as written',
         json_schema_extra={
-            "doc_default": "the upstream's URL as app ID URI: `https://secretapi-contoso.msappproxy.net//.default` "
-            "(user credentials: `…//user_impersonation`)"
+            "doc_default": '`["<upstream>/.default"]`: the upstream\'s URL as app ID URI, e.g. '
+            "`https://secretapi-contoso.msappproxy.net//.default` (user credentials: `…//user_impersonation`)"
         },
     )
     probe_path: str = Field(
