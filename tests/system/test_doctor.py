@@ -4,6 +4,7 @@ step's reason and fix, the token's claims — never the token."""
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 from bearerd.emulator import EmulatorStack
@@ -95,3 +96,14 @@ async def test_unknown_route_and_invalid_config(write_config: ConfigWriter, tmp_
     report = json.loads(out)
     assert report["ok"] is False and report["routes"][0]["steps"][0]["step"] == "config"
     assert "app_id" in report["routes"][0]["steps"][0]["summary"]
+
+
+async def test_a_failing_outbound_proxy_is_named(stack: EmulatorStack, write_config: ConfigWriter) -> None:
+    with socket.socket() as closed:  # bound, never listening: the "proxy" refuses every connection
+        closed.bind(("127.0.0.1", 0))
+        proxy = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        env = {"HTTPS_PROXY": proxy, "https_proxy": proxy, "NO_PROXY": "", "no_proxy": ""}
+        code, out, _ = await run_cli("doctor", "-c", str(write_config()), "secretapi", env=env)
+    assert code == 1
+    assert "  FAIL  identity provider  the outbound proxy refused or failed the connection" in out
+    assert "fix: check HTTPS_PROXY / NO_PROXY" in out

@@ -257,9 +257,11 @@ class CredentialClient:
                     code=str(result.get("error")),
                     permanent=True,
                 )
-            why = explanation.line() if explanation else f"{result.get('error')}: {first_line(description, 120)}"
             raise SignInRequired(
-                f"the user must sign in again ({why}); run: {self.login_command}",
+                f"the user must sign in again: {result.get('error')}, {explanation.line()}"
+                if explanation is not None
+                else f"the user must sign in again ({result.get('error')}: {first_line(description, 120)}); "
+                f"run: {self.login_command}",
                 code="login_required",
                 retry_after=LOGIN_RECHECK_S,
             )

@@ -143,3 +143,8 @@ def test_logic_apps_fields_in_the_wrong_table_say_where_they_go(
     cred = APP + '\naudience = "https://api-contoso.msappproxy.net"'
     text = problems(tmp_path, monkeypatch, "", cred)
     assert "audience is a setting of a route" in text
+
+
+def test_an_empty_scopes_list_says_it_can_be_left_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = problems(tmp_path, monkeypatch, "scopes = []")
+    assert "[routes.api] scopes" in text and "leave scopes out (the upstream's URL then names the app)" in text
