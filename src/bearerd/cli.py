@@ -1,4 +1,4 @@
-"""``bearerd`` command line: run, check, token, routes, demo, emulator.
+"""``bearerd`` command line: run, check, doctor, token, routes, login, ca, reload, demo, emulator.
 
 Settings are loaded here, once, and passed down. Diagnostics go to stderr so that stdout stays
 clean for what a script captures (``$(bearerd token secretapi)``). Exit codes: 0 success,
@@ -51,6 +51,13 @@ def _parser() -> argparse.ArgumentParser:
     with_config(check)
     check.add_argument("--acquire", action="store_true", help="also acquire one token per route")
 
+    doctor = sub.add_parser(
+        "doctor", help="check each route end to end (config, identity provider, token, upstream) and say what fixes it"
+    )
+    with_config(doctor)
+    doctor.add_argument("route", nargs="?", help="only this route (default: every route)")
+    doctor.add_argument("--json", action="store_true", help="the report as JSON (for scripts)")
+
     token = sub.add_parser("token", help="print an access token for a route (for ad-hoc use)")
     with_config(token)
     token.add_argument("route", help="route name, as in [routes.NAME]")
@@ -92,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if command == "check":
             return _check(args)
+        if command == "doctor":
+            return _doctor(args)
         if command == "token":
             return _token(args)
         if command == "routes":
@@ -222,6 +231,28 @@ async def _acquire_all(config: Config, names: list[str]) -> dict[str, tuple[str 
     finally:
         await providers.aclose()
     return out
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from bearerd import doctor
+
+    try:
+        config = _load(args.config, sys.stderr)
+    except ConfigError as exc:
+        if args.json:
+            sys.stdout.write(doctor.render_json(args.config, doctor.config_failure(args.config, exc.problems)))
+        raise
+    routes = list(config.settings.routes)
+    if args.route is not None:
+        if args.route not in config.settings.routes:
+            print(f"bearerd: no route {args.route!r} in {args.config} (routes: {', '.join(routes)})", file=sys.stderr)
+            return EXIT_USAGE
+        routes = [args.route]
+    configure_logging("auto", "error", stream=sys.stderr, secrets=config.secrets.values())
+    reports = asyncio.run(doctor.diagnose(config, routes))
+    render = doctor.render_json if args.json else doctor.render_text
+    sys.stdout.write(render(args.config, reports))
+    return EXIT_OK if all(r.ok for r in reports) else EXIT_FAILED
 
 
 def _reload(args: argparse.Namespace) -> int:

@@ -15,16 +15,19 @@ added once, when the problem is rendered (``body(route)``)::
         ├── ClientKeyRequired   401/407 the listener requires the shared client key
         ├── Forbidden           403   absolute-form request for a host that is no route
         ├── CorsOriginRefused   403   browser Origin not in the route's cors_origins
+        ├── NotAssigned         403   App Proxy's own page: the user/app is not assigned to the app
         ├── NoRoute             404   no route matches
         ├── MethodNotAllowed    405   CONNECT: no token can be added inside a tunnel
         ├── HeadersTooLarge     431   request line, a header or the whole header block over the limits
         ├── NotImplementedCoding 501  a transfer coding bearerd doesn't implement (RFC 9112 §6.1)
         ├── UpstreamUnreachable 502   connect refused/reset, TLS failure, bad response
         ├── TokenRejected       502   the upstream refused a fresh token
+        ├── AppProxyBackend     502   App Proxy's own page: its connector can't reach the backend (or no connector)
         ├── TokenUnavailable    503   no usable token (identity provider failing)
         │   └── LoginRequired   503   a user credential has no signed-in user: run `bearerd login`
         ├── UpstreamBusy        503   every pooled upstream connection stayed busy (has Retry-After)
-        └── UpstreamTimeout     504   upstream too slow
+        ├── UpstreamTimeout     504   upstream too slow
+        └── AppProxyTimeout     504   App Proxy's own page: the app's backend timeout (85 s / 180 s) expired
 
 The ``type`` URIs are stable: clients and alerting may key on them, so never rename one.
 Messages (``detail``) are written for the person at the terminal and never carry a token,
@@ -141,6 +144,14 @@ class CorsOriginRefused(ProxyError):
     title = "Origin not allowed"
 
 
+class NotAssigned(ProxyError):
+    """App Proxy's "This corporate app can't be accessed" 403: the caller isn't assigned to the app."""
+
+    status = 403
+    slug = "not-assigned"
+    title = "Not assigned to the App Proxy app"
+
+
 class NoRoute(ProxyError):
     status = 404
     slug = "no-route"
@@ -177,6 +188,14 @@ class TokenRejected(ProxyError):
     title = "The upstream refused the access token"
 
 
+class AppProxyBackend(ProxyError):
+    """App Proxy's own 502/504 page: its connector can't reach the backend, or it has no connector."""
+
+    status = 502
+    slug = "app-proxy-backend"
+    title = "App Proxy could not reach the app's backend"
+
+
 class TokenUnavailable(ProxyError):
     status = 503
     slug = "token-unavailable"
@@ -198,3 +217,11 @@ class UpstreamTimeout(ProxyError):
     status = 504
     slug = "upstream-timeout"
     title = "Upstream timed out"
+
+
+class AppProxyTimeout(ProxyError):
+    """App Proxy's own 504 page: the backend didn't answer within the app's backend timeout."""
+
+    status = 504
+    slug = "app-proxy-timeout"
+    title = "App Proxy's backend timeout expired"

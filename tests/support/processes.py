@@ -33,6 +33,14 @@ async def bearerd_cli(
     )
 
 
+async def run_cli(*args: str, within_s: float = 60, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """``bearerd ARGS`` to completion: (exit status, stdout, stderr)."""
+    proc = await bearerd_cli(*args, env=env)
+    out, err = await asyncio.wait_for(proc.communicate(), within_s)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
 class Proc:
     """A running ``bearerd run``: its process, addresses and everything it printed so far."""
 

@@ -13,16 +13,9 @@ import jwt
 from bearerd.emulator import EmulatorStack
 from support import REPO_ROOT
 from support.configs import ConfigWriter, stack_tables
-from support.processes import bearerd_cli, daemon_process
+from support.processes import bearerd_cli, daemon_process, run_cli
 
 ROOT = REPO_ROOT
-
-
-async def run_cli(*args: str, within_s: float = 60, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    proc = await bearerd_cli(*args, env=env)
-    out, err = await asyncio.wait_for(proc.communicate(), within_s)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_token_prints_a_verified_token_only(stack: EmulatorStack, write_config: ConfigWriter) -> None:
@@ -57,6 +50,9 @@ async def test_check_acquire_reports_failure(stack: EmulatorStack, write_config:
     code, out, _ = await run_cli("check", "--acquire", "-c", str(path))
     assert code == 1
     assert re.search(r"secretapi\s+client_secret.*FAILED: .*invalid_scope", out), out
+    # The AADSTS code explained: what it means and what to change.
+    assert "AADSTS500011: Entra found no application for this scope's resource" in out
+    assert 'fix: set app_id = "<the App Proxy app\'s application (client) ID>"' in out
 
 
 async def test_run_serves_and_stops_on_sigterm(

@@ -59,7 +59,10 @@ def _hint(parts: list[str], kind: str, tag: str | None, kinds: list[str]) -> str
     if kind == "union_tag_not_found":
         return f'add kind = "<one of {quoted}>"'
     if kind == "too_short" and parts and parts[-1] == "scopes":
-        return 'add the app\'s scope, e.g. scopes = ["https://secretapi-contoso.msappproxy.net//.default"]'
+        return (
+            "leave scopes out (the upstream's URL then names the app), set app_id = \"<the app's GUID>\", or give "
+            'the scope, e.g. scopes = ["https://secretapi-contoso.msappproxy.net//.default"]'
+        )
     if kind == "extra_forbidden" and parts:
         return _unknown_field_hint(parts, tag)
     return None

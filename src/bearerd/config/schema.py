@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bearerd.config.addresses import DEFAULT_ADMIN, DEFAULT_LISTEN, UNIX_PREFIX, is_loopback_host, parse_hostport
+from bearerd.config.scopes import APP_ONLY_SUFFIX, GUID_RE, effective_scopes
 
 ENTRA_PUBLIC_AUTHORITY = "https://login.microsoftonline.com"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -199,7 +200,9 @@ class _EntraCredential(_CommonCredential):
         description="tenant GUID or domain (public cloud: `https://login.microsoftonline.com/<tenant_id>`)",
     )
     authority: str | None = Field(
-        default=None, description="instead of `tenant_id`: any `https://HOST/TENANT` (sovereign clouds, emulator)"
+        default=None,
+        description="instead of `tenant_id`: any `https://HOST/TENANT` (sovereign clouds, emulator); or just "
+        '`https://HOST` with `tenant_id` (as Logic Apps writes it: `authority = "https://login.windows.net"`)',
     )
     client_id: str = Field(
         min_length=1, description="the application (client) ID of the app registration bearerd signs in as"
@@ -212,17 +215,28 @@ class _EntraCredential(_CommonCredential):
                 "set tenant_id (your directory's GUID or domain) or authority "
                 "(e.g. 'https://login.microsoftonline.us/<tenant>' for a sovereign cloud)"
             )
-        url = urlsplit(self.authority_url)
-        if url.scheme != "https" or not url.hostname or url.path.strip("/") == "":
+        url = urlsplit(self.authority or "")
+        path = url.path.strip("/")
+        if self.authority is not None and (url.scheme != "https" or not url.hostname):
+            raise ValueError(f"authority {self.authority!r} must be https://HOST/TENANT (MSAL needs https)")
+        if self.authority is not None and not path and not self.tenant_id:
             raise ValueError(
-                f"authority {self.authority_url!r} must be https://HOST/TENANT (MSAL needs https and a tenant path)"
+                f"authority {self.authority!r} names no tenant: add tenant_id (your directory's GUID or domain) "
+                "or write the tenant into the authority, https://HOST/TENANT"
+            )
+        if path and self.tenant_id and path.lower() != self.tenant_id.lower():
+            raise ValueError(
+                f"authority {self.authority!r} names tenant {path!r} but tenant_id is {self.tenant_id!r}; "
+                "keep one of them"
             )
         return self
 
     @property
     def authority_url(self) -> str:
+        """``https://HOST/TENANT``: the authority as written, or completed with ``tenant_id``."""
         if self.authority:
-            return self.authority.rstrip("/")
+            base = self.authority.rstrip("/")
+            return base if urlsplit(base).path.strip("/") else f"{base}/{self.tenant_id}"
         return f"{ENTRA_PUBLIC_AUTHORITY}/{self.tenant_id}"
 
 
@@ -316,15 +330,9 @@ class CertificateCredential(_VaultSourced):
         description="PEM private key (RSA, mode 0600; may be encrypted)",
         json_schema_extra={"doc_default": "certificate_file"},
     )
-    private_key_passphrase_file: Path | None = Field(
-        default=None, description="passphrase of an encrypted PEM key"
-    )
-    certificate_password_file: Path | None = Field(
-        default=None, description="password of a PKCS#12 file (mode 0600)"
-    )
-    certificate_password_env: str | None = Field(
-        default=None, description="environment variable holding that password"
-    )
+    private_key_passphrase_file: Path | None = Field(default=None, description="passphrase of an encrypted PEM key")
+    certificate_password_file: Path | None = Field(default=None, description="password of a PKCS#12 file (mode 0600)")
+    certificate_password_env: str | None = Field(default=None, description="environment variable holding that password")
     certificate_keyvault: str | None = Field(
         default=None,
         description="`https://NAME.vault.azure.net/certificates/NAME[/VERSION]` instead of `certificate_file`: "
@@ -430,8 +438,7 @@ class DefaultCredential(_CommonCredential):
     )
     imds: bool = Field(
         default=False,
-        description="on an Azure VM (whose metadata service sets no variables): count the managed identity as "
-        "present",
+        description="on an Azure VM (whose metadata service sets no variables): count the managed identity as present",
     )
 
 
@@ -512,10 +519,29 @@ class RouteSettings(_Frozen):
         "to every request)"
     )
     credential: str = Field(description="name of a `[credentials.*]` table")
-    scopes: list[str] = Field(
+    app_id: str | None = Field(
+        default=None,
+        description="the App Proxy app's application (client) ID (a GUID): the token is requested for "
+        "`<app_id>/.default` (user credentials: `<app_id>/user_impersonation`) — the form every App Proxy app "
+        "accepts; use it when the default gets App Proxy's sign-in redirect",
+    )
+    audience: str | None = Field(
+        default=None,
+        description='the app ID URI as Logic Apps\' "Audience" has it, e.g. `https://secretapi-contoso.msappproxy.net` '
+        "→ `…/.default` (taken as written; a bare host name gets `https://`)",
+    )
+    scopes: list[str] | None = Field(
+        default=None,
         min_length=1,
-        description='e.g. `["https://secretapi-contoso.msappproxy.net//.default"]` — the app ID URI + `/.default`, '
-        "passed to Entra exactly as written (App Proxy URIs end in `/`, hence `//.default`)",
+        description='e.g. `["https://secretapi-contoso.msappproxy.net//.default"]`, passed to Entra exactly as written',
+        json_schema_extra={
+            "doc_default": '`["<upstream>/.default"]`: the upstream\'s URL as app ID URI, e.g. '
+            "`https://secretapi-contoso.msappproxy.net//.default` (user credentials: `…//user_impersonation`)"
+        },
+    )
+    probe_path: str = Field(
+        default="/",
+        description="what `bearerd doctor` requests on the upstream to check the route end to end (a GET)",
     )
     client_authorization: str = Field(
         default="replace",
@@ -575,11 +601,48 @@ class RouteSettings(_Frozen):
 
     @field_validator("scopes")
     @classmethod
-    def _scope_format(cls, value: list[str]) -> list[str]:
-        for scope in value:
+    def _scope_format(cls, value: list[str] | None) -> list[str] | None:
+        for scope in value or ():
             if not scope or any(c.isspace() for c in scope):
                 raise ValueError(f"scope {scope!r} must be one non-empty word without spaces")
         return value
+
+    @field_validator("app_id")
+    @classmethod
+    def _app_id_guid(cls, value: str | None) -> str | None:
+        if value is not None and not GUID_RE.match(value):
+            raise ValueError(
+                f"app_id {value!r} must be the App Proxy app's application (client) ID, a GUID such as "
+                "'1b4f0000-0000-4000-8000-000000000000' (Entra: Enterprise apps → the app → Application ID)"
+            )
+        return value
+
+    @field_validator("audience")
+    @classmethod
+    def _audience_uri(cls, value: str | None) -> str | None:
+        if value is not None and (not value or any(c.isspace() for c in value) or value.endswith("/.default")):
+            raise ValueError(
+                f"audience {value!r} must be the app ID URI alone, e.g. 'https://secretapi-contoso.msappproxy.net' "
+                "(bearerd adds /.default)"
+            )
+        return value
+
+    @field_validator("probe_path")
+    @classmethod
+    def _probe_path(cls, value: str) -> str:
+        if not value.startswith("/") or any(c.isspace() for c in value):
+            raise ValueError(f"probe_path {value!r} must be a path starting with '/', e.g. '/api/status'")
+        return value
+
+    @model_validator(mode="after")
+    def _one_scope_form(self) -> RouteSettings:
+        given = [k for k in ("scopes", "app_id", "audience") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(
+                f"set at most one of scopes, app_id or audience (found {', '.join(given)}): each names the app the "
+                "token is for"
+            )
+        return self
 
     @field_validator("client_authorization")
     @classmethod
@@ -695,6 +758,17 @@ class Settings(BaseSettings):
         },
     )
 
+    def route_scopes(self, name: str) -> tuple[str, ...]:
+        """The scopes route ``name``'s token is requested for — the one derivation (``scopes.py``)."""
+        route = self.routes[name]
+        return effective_scopes(
+            scopes=route.scopes,
+            app_id=route.app_id,
+            audience=route.audience,
+            upstream=route.upstream,
+            delegated=isinstance(self.credentials.get(route.credential), DeviceCodeCredential),
+        )
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -738,8 +812,9 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"[routes.{name}] credential {route.credential!r} is not a [credentials.*] table (known: {known})"
                 )
+            scopes = self.route_scopes(name)
             if isinstance(self.credentials[route.credential], ManagedIdentityCredential | AzureCliCredential) and (
-                len(route.scopes) != 1 or not route.scopes[0].endswith("/.default")
+                len(scopes) != 1 or not scopes[0].endswith(APP_ONLY_SUFFIX)
             ):
                 what = "a managed identity" if self.credentials[route.credential].kind == "managed_identity" else "az"
                 raise ValueError(

@@ -1,9 +1,11 @@
-"""The admin listener: health, readiness, metrics and reload — never mixed with proxied paths.
+"""The admin listener: status page, health, readiness, metrics and reload — never mixed with proxied paths.
 
-``/healthz`` answers from the event loop itself, so an answer proves the loop is responsive;
-``/readyz`` says per route whether a usable token is held and, if not, why; ``/metrics`` is the
-Prometheus text format; ``POST /-/reload`` re-reads the config file like SIGHUP (when the process
-layer provides a reload). It sees the daemon only through ``AdminView``, a narrow interface.
+``GET /`` is the doctor's report of the running daemon as an HTML page (``statuspage.py``; with
+``?probe=1`` each upstream is probed once with the token held); ``/healthz`` answers from the
+event loop itself, so an answer proves the loop is responsive; ``/readyz`` says per route whether
+a usable token is held and, if not, why; ``/metrics`` is the Prometheus text format;
+``POST /-/reload`` re-reads the config file like SIGHUP (when the process layer provides a
+reload). It sees the daemon only through ``AdminView``, a narrow interface.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from bearerd.config.addresses import bind_host, parse_hostport
+from bearerd.daemon import statuspage
+from bearerd.doctor import RouteReport
 
 Reload = Callable[[], Awaitable[tuple[bool, str]]]
 
@@ -31,6 +35,11 @@ class AdminView(Protocol):
 
     def readiness(self) -> tuple[bool, dict[str, Any]]: ...
 
+    @property
+    def config_file(self) -> str: ...
+
+    async def route_reports(self, *, probe: bool) -> list[RouteReport]: ...
+
 
 _VIEW: web.AppKey[AdminView] = web.AppKey("view")
 _RELOAD: web.AppKey[Reload | None] = web.AppKey("reload")
@@ -40,6 +49,7 @@ def admin_app(view: AdminView, reload: Reload | None = None) -> web.Application:
     app = web.Application()
     app[_VIEW] = view
     app[_RELOAD] = reload
+    app.router.add_get("/", _status_page)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
@@ -69,6 +79,13 @@ class AdminListener:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+
+async def _status_page(request: web.Request) -> web.Response:
+    view = request.app[_VIEW]
+    reports = await view.route_reports(probe=request.query.get("probe") == "1")
+    page = statuspage.render(reports, time.time(), view.config_file)
+    return web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-store"})
 
 
 async def _healthz(request: web.Request) -> web.Response:

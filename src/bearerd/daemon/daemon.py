@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from prometheus_client import CollectorRegistry
 
+from bearerd import doctor
 from bearerd.config.loader import Config
+from bearerd.doctor import RouteReport
 from bearerd.lifecycle import Lifecycle
 from bearerd.metrics import Metrics
 from bearerd.proxy.accounting import Accounting
@@ -169,6 +171,14 @@ class Daemon(Lifecycle):
             all_ready = all_ready and status.has_token
             routes[name] = entry
         return all_ready, {"ready": all_ready, "routes": routes}
+
+    @property
+    def config_file(self) -> str:
+        return self.config.source_file
+
+    async def route_reports(self, *, probe: bool) -> list[RouteReport]:
+        """The doctor's report of this daemon (its own tokens; with ``probe``, one request per route)."""
+        return await doctor.live_reports(self.config, self.routing, probe=probe)
 
     def _token_expiry(self) -> list[tuple[str, str, float | None]]:
         return [

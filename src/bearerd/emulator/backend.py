@@ -2,6 +2,8 @@
 
 Plain HTTP on loopback, like an on-premises backend behind the App Proxy connector. Large
 bodies are generated and consumed in chunks, never held whole, so tests can push gigabytes.
+It also serves look-alikes of App Proxy's error pages — a backend's own 403/502/504 HTML, even
+one copying App Proxy's wording — which bearerd must pass through untouched.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ def backend_app() -> web.Application:
     app.router.add_get("/ws", _websocket)
     app.router.add_get("/set-cookie", _set_cookie)
     app.router.add_get("/big-header", _big_header)
+    app.router.add_get("/error-page/{code:[0-9]{3}}", _error_page)
+    app.router.add_get("/proxy-lookalike", _proxy_lookalike)
     return app
 
 
@@ -157,3 +161,39 @@ async def _reset(request: web.Request) -> web.StreamResponse:
 
 async def _status_code(request: web.Request) -> web.Response:
     return web.Response(status=int(request.match_info["code"]), text="status\n")
+
+
+_REASONS = {403: "Forbidden", 502: "Bad Gateway", 504: "Gateway Time-out"}
+
+
+def lookalike_page(code: int, mimic: bool) -> str:
+    """A backend's own error page (nginx's shape); ``mimic``: worded like App Proxy's own."""
+    title = f"{code} {_REASONS.get(code, 'Error')}"
+    text = "This corporate app can't be accessed. Status Code: " + title if mimic else title
+    return (
+        f"<html><head><title>{title}</title></head><body><center><h1>{text}</h1></center><hr>"
+        "<center>nginx</center></body></html>\n"
+    )
+
+
+async def _error_page(request: web.Request) -> web.Response:
+    code = int(request.match_info["code"])
+    page = lookalike_page(code, request.query.get("mimic") == "1")
+    return web.Response(status=code, text=page, content_type="text/html")
+
+
+async def _proxy_lookalike(request: web.Request) -> web.StreamResponse:
+    """An answer with an App Proxy header but no App Proxy page: bearerd reads its first bytes, then
+    must relay every byte (``size`` of them, ``chunked=1`` without a Content-Length)."""
+    status = int(request.query.get("status", "502"))
+    size = int(request.query.get("size", "1000"))
+    body = (b"<html><body>" + _PATTERN * (size // len(_PATTERN) + 1))[:size]
+    headers = {"Content-Type": "text/html", "x-ms-proxy-app-id": "00000000-0000-4000-8000-00000000abcd"}
+    if request.query.get("chunked") != "1":
+        return web.Response(status=status, body=body, headers=headers)
+    response = web.StreamResponse(status=status, headers=headers)
+    await response.prepare(request)
+    for start in range(0, size, CHUNK):
+        await response.write(body[start : start + CHUNK])
+    await response.write_eof()
+    return response

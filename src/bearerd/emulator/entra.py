@@ -2,10 +2,16 @@
 
 Faithful where bearerd depends on it: MSAL accepts the discovery document, client secrets
 and certificate assertions are verified (signature, ``x5t``/``x5t#S256``, ``aud`` = token
-endpoint, ``iss`` = ``sub`` = client id, ``exp``/``nbf``), scopes resolve to registered resources
-exactly as written (``https://x//.default`` is not ``https://x/.default``), access tokens are
-RS256 JWTs shaped like Entra's v1 tokens, errors carry Entra's JSON shape. Client-credentials
-answers never hold ``client_info`` (MSAL would cache them under an account and never find them).
+endpoint, ``iss`` = ``sub`` = client id, ``exp``/``nbf``), scopes resolve to registered apps by
+GUID or exactly as written (``https://x//.default`` is not ``https://x/.default``; unknown:
+AADSTS500011), access tokens are RS256 JWTs shaped by the app's access token version
+(``registrations.py``), a client declaring the ``cp1`` capability gets ``xms_cc`` in its tokens
+(``issuer.py``), errors carry Entra's JSON shape and AADSTS codes (Microsoft's "Microsoft Entra
+authentication and authorization error codes"): 7000215 wrong secret, 7000222 expired secret,
+700016 unknown app, 90002 unknown tenant, 700027 unregistered certificate, 500011 unknown
+resource, 1002012 a client-credentials scope without ``/.default``, 50105 an unassigned user
+(``users.py``). Client-credentials answers never hold ``client_info`` (MSAL would cache them
+under an account and never find them).
 
 For tests it records every token-endpoint call and injects faults on request.
 """
@@ -27,9 +33,10 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509 import load_pem_x509_certificate
 
-from bearerd.emulator.issuer import Issuer, b64url, requested_auth_contexts
-from bearerd.emulator.oauth_errors import EntraError
+from bearerd.emulator.issuer import Caller, Issuer, b64url, requested_auth_contexts, requested_capabilities
+from bearerd.emulator.oauth_errors import EntraError, refusal
 from bearerd.emulator.pki import thumbprints
+from bearerd.emulator.registrations import AppRegistration, Registrations
 from bearerd.emulator.users import DEVICE_CODE_GRANT, UserFlows
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -44,6 +51,7 @@ class Fault:
     retry_after_s: float | None = None  # with a Retry-After header
     delay_s: float = 0.0  # wait this long first (then answer normally unless another field says otherwise)
     malformed: bool = False  # 200 with a body that is not JSON
+    aadsts: int | None = None  # refuse as Entra does with this AADSTS code (oauth_errors.refusal)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Fault:
@@ -52,6 +60,7 @@ class Fault:
             retry_after_s=data.get("retry_after_s"),
             delay_s=float(data.get("delay_s", 0.0)),
             malformed=bool(data.get("malformed", False)),
+            aadsts=data.get("aadsts"),
         )
 
 
@@ -95,6 +104,7 @@ class Client:
     secret: str | None = None
     certificate_pem: bytes | None = None
     roles: tuple[str, ...] = ()
+    secret_expired: bool = False  # the secret's end date has passed: AADSTS7000222
     # Workload identity federation: (issuer, subject) -> the issuer's public key.
     federated: dict[tuple[str, str], rsa.RSAPublicKey] = field(default_factory=dict)
 
@@ -115,7 +125,7 @@ class EntraEmulator:
         self.tokens = Issuer(tenant_id, token_lifetime_s=token_lifetime_s, clock_skew_s=clock_skew_s)
         self.refresh_in_s = refresh_in_s
         self.clients: dict[str, Client] = {}
-        self.resources: set[str] = set()
+        self.resources = Registrations()
         self.faults = FaultPlan()
         self.calls: list[TokenCall] = []
         self.discovery_calls = 0
@@ -151,8 +161,14 @@ class EntraEmulator:
         if system_assigned:
             self.system_identity = client_id
 
-    def register_resource(self, app_id_uri: str) -> None:
-        self.resources.add(app_id_uri)
+    def register_resource(
+        self, app_id_uri: str, *, app_id: str | None = None, access_token_version: int = 1
+    ) -> AppRegistration:
+        """An app (resource) tokens can be issued for, by its app ID URI and its application ID."""
+        registration = AppRegistration(
+            app_id or str(uuid.uuid5(uuid.NAMESPACE_URL, app_id_uri)), [app_id_uri], access_token_version
+        )
+        return self.resources.add(registration)
 
     @property
     def issuer(self) -> str:
@@ -241,6 +257,10 @@ class EntraEmulator:
                     return web.Response(
                         status=200, text="<html><body>Service unavailable</body></html>", content_type="text/html"
                     )
+                if fault.aadsts is not None:
+                    refused = refusal(fault.aadsts)
+                    status = refused.status
+                    return self._error_response(refused)
                 if fault.status is not None:
                     status = fault.status
                     headers = {"Retry-After": f"{fault.retry_after_s:g}"} if fault.retry_after_s is not None else {}
@@ -301,8 +321,8 @@ class EntraEmulator:
                 400, "unsupported_grant_type", 70003, "AADSTS70003: The app requested an unsupported grant type."
             )
         client = self._authenticate(request, fields)
-        resource = self._resource(fields.get("scope", ""))
-        if (client.client_id, resource) in self.unconsented:
+        registration, requested = self._resource(fields.get("scope", ""))
+        if (client.client_id, requested) in self.unconsented:
             raise EntraError(
                 400,
                 "invalid_grant",
@@ -311,7 +331,10 @@ class EntraEmulator:
                 f"'{client.client_id}' named 'Microsoft Azure CLI'. Send an interactive authorization request for "
                 "this user and resource.",
             )
-        token = self._issue(resource, client, acrs=requested_auth_contexts(fields.get("claims")))
+        claims = fields.get("claims")
+        token = self._issue(
+            registration, requested, client, requested_auth_contexts(claims), requested_capabilities(claims)
+        )
         body: dict[str, Any] = {
             "token_type": "Bearer",
             "expires_in": self.tokens.token_lifetime_s,
@@ -333,6 +356,14 @@ class EntraEmulator:
                 f"AADSTS700016: Application with identifier '{client_id}' was not found.",
             )
         if "client_secret" in fields:
+            if client.secret is not None and client.secret_expired:
+                raise EntraError(
+                    401,
+                    "invalid_client",
+                    7000222,
+                    f"AADSTS7000222: The provided client secret keys for app '{client_id}' are expired. Visit the "
+                    "Azure portal to create new keys for your app.",
+                )
             if client.secret is None or not hmac.compare_digest(client.secret, fields["client_secret"]):
                 raise EntraError(
                     401,
@@ -445,8 +476,17 @@ class EntraEmulator:
                 401, "invalid_client", 700027, "AADSTS700027: Client assertion failed signature validation."
             ) from None
 
-    def _resource(self, scope: str) -> str:
+    def _resource(self, scope: str) -> tuple[AppRegistration, str]:
+        """The app a client-credentials scope names, and the identifier it named it by."""
         scopes = scope.split()
+        if len(scopes) == 1 and "/" not in scopes[0]:
+            raise EntraError(
+                400,
+                "invalid_scope",
+                70011,
+                f"AADSTS70011: The provided request must include a 'scope' input parameter. The provided value for "
+                f"the input parameter 'scope' is not valid. The scope {scope} is not valid.",
+            )
         if len(scopes) != 1 or not scopes[0].endswith(_DEFAULT_SUFFIX):
             raise EntraError(
                 400,
@@ -456,7 +496,8 @@ class EntraEmulator:
                 "Client credential flows must have a scope value with /.default suffixed to the resource identifier.",
             )
         resource = scopes[0][: -len(_DEFAULT_SUFFIX)]
-        if resource not in self.resources:
+        registration = self.resources.find(resource)
+        if registration is None:
             raise EntraError(
                 400,
                 "invalid_scope",
@@ -464,13 +505,20 @@ class EntraEmulator:
                 f"AADSTS500011: The resource principal named {resource} was not found "
                 f"in the tenant named {self.tenant_id}.",
             )
-        return resource
+        return registration, resource
 
-    def _issue(self, audience: str, client: Client, acrs: list[str] | None = None) -> str:
+    def _issue(
+        self,
+        registration: AppRegistration,
+        requested: str,
+        client: Client,
+        acrs: list[str] | None = None,
+        capabilities: list[str] | None = None,
+    ) -> str:
         """An app-only access token for a registered client."""
         oid = str(uuid.uuid5(uuid.NAMESPACE_URL, client.client_id))
-        appidacr = "2" if client.certificate_pem else "1"
-        return self.tokens.app_token(audience, client.client_id, list(client.roles), appidacr, oid, acrs or [])
+        caller = Caller(client.client_id, "2" if client.certificate_pem else "1", acrs or [], capabilities or [])
+        return self.tokens.app_token(registration, requested, caller, list(client.roles), oid)
 
     def _error_response(self, exc: EntraError, headers: dict[str, str] | None = None) -> web.Response:
         body = {
@@ -519,7 +567,8 @@ class EntraEmulator:
                 if kind == "imds" and request.headers.get("Metadata") != "true":
                     raise EntraError(400, "invalid_request", 0, "Required metadata header not specified")
                 client = self._identity_for(request)
-                if resource not in self.resources:
+                registration = self.resources.find(resource)
+                if registration is None:
                     raise EntraError(
                         400,
                         "invalid_resource",
@@ -529,7 +578,9 @@ class EntraEmulator:
             except EntraError as exc:
                 status = exc.status
                 return web.json_response({"error": exc.error, "error_description": exc.description}, status=exc.status)
-            token = self._issue(resource, client)
+            # App Service's and IMDS's token services take no client capabilities (MSAL relays xms_cc
+            # to Service Fabric only), so managed identity tokens carry no xms_cc here.
+            token = self._issue(registration, resource, client)
             expires_on = int(time.time()) + self.tokens.token_lifetime_s
             body = {"access_token": token, "expires_on": str(expires_on), "resource": resource, "token_type": "Bearer"}
             if kind == "imds":

@@ -1,9 +1,14 @@
 """The emulator's token issuer: one tenant's signing keys and the access tokens minted with them.
 
 Both the client-credentials endpoint (``entra.py``) and the user flows (``users.py``) mint
-through this one module, so every token the emulator hands out has the same shape — RS256,
-Entra's v1 claims for App Proxy resources — and ends up in ``issued_tokens`` (the test suite
-scans every log line for them).
+through this one module, so every token the emulator hands out has the same shape — RS256, v1 or
+v2 claims as the resource's registration asks (``registrations.py``) — and ends up in
+``issued_tokens`` (the test suite scans every log line for them).
+
+Client capabilities: a client that declares ``cp1`` (MSAL's ``client_capabilities``; on the wire
+``claims={"access_token":{"xms_cc":{"values":["cp1"]}}}``) gets tokens carrying ``xms_cc`` —
+Microsoft's "Continuous access evaluation" and "Claims challenges, claims requests and client
+capabilities" pages: only such clients are sent claims challenges by resources.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from bearerd.emulator.registrations import AppRegistration
 
 
 def b64url(data: bytes) -> str:
@@ -48,17 +55,37 @@ class SigningKey:
         }
 
 
-def requested_auth_contexts(claims: str | None) -> list[str]:
-    """The ``acrs`` values a claims request (CAE challenge answer) asks for."""
+def _claim_values(claims: str | None, name: str) -> list[str]:
+    """The ``value``/``values`` a claims request asks for in the access token's claim ``name``."""
     if not claims:
         return []
     try:
-        wanted = json.loads(claims).get("access_token", {}).get("acrs", {})
+        wanted = json.loads(claims).get("access_token", {}).get(name, {})
     except (ValueError, AttributeError):
         return []
     value = wanted.get("value") if isinstance(wanted, dict) else None
     values = wanted.get("values") if isinstance(wanted, dict) else None
     return [str(v) for v in ([value] if value else []) + list(values or [])]
+
+
+def requested_auth_contexts(claims: str | None) -> list[str]:
+    """The ``acrs`` values a claims request (CAE challenge answer) asks for."""
+    return _claim_values(claims, "acrs")
+
+
+def requested_capabilities(claims: str | None) -> list[str]:
+    """The client capabilities (``xms_cc``, e.g. ``cp1``) a token request declares."""
+    return _claim_values(claims, "xms_cc")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a token is for and what it may do: everything a token carries besides the audience."""
+
+    client_id: str
+    client_auth: str  # appidacr/azpacr: "0" public client, "1" secret, "2" certificate
+    acrs: list[str] = field(default_factory=list)
+    capabilities: list[str] = field(default_factory=list)
 
 
 class Issuer:
@@ -73,7 +100,12 @@ class Issuer:
 
     @property
     def issuer(self) -> str:
-        """The ``iss`` of access tokens for App Proxy resources (v1 tokens)."""
+        """The ``iss`` of v1 access tokens (App Proxy apps' default)."""
+        return self.issuer_for(1)
+
+    def issuer_for(self, version: int) -> str:
+        if version == 2:
+            return f"https://login.microsoftonline.com/{self.tenant_id}/v2.0"
         return f"https://sts.windows.net/{self.tenant_id}/"
 
     def rotate(self) -> None:
@@ -85,36 +117,38 @@ class Issuer:
     def public_keys(self) -> dict[str, rsa.RSAPublicKey]:
         return {k.kid: k.private_key.public_key() for k in self._keys}
 
-    def app_token(
-        self, audience: str, client_id: str, roles: list[str], appidacr: str, oid: str, acrs: list[str]
-    ) -> str:
+    def app_token(self, app: AppRegistration, requested: str, caller: Caller, roles: list[str], oid: str) -> str:
         """An app-only access token: ``roles``, and the app's own identity."""
-        extra = {"appidacr": appidacr, "roles": roles, "oid": oid, "sub": oid}
-        return self.sign(audience, client_id, acrs, extra)
+        return self.sign(app, requested, caller, {"roles": roles, "oid": oid, "sub": oid, "idtyp": "app"})
 
-    def user_token(self, audience: str, client_id: str, oid: str, upn: str, scp: str, acrs: list[str]) -> str:
+    def user_token(self, app: AppRegistration, requested: str, caller: Caller, oid: str, upn: str, scp: str) -> str:
         """A delegated access token: ``scp`` instead of ``roles``, and the user's identity."""
-        return self.sign(audience, client_id, acrs, {"appidacr": "0", "scp": scp, "oid": oid, "sub": oid, "upn": upn})
+        return self.sign(app, requested, caller, {"scp": scp, "oid": oid, "sub": oid, "upn": upn})
 
-    def sign(self, audience: str, client_id: str, acrs: list[str] | None, extra: dict[str, Any]) -> str:
-        """An RS256 access token shaped like Entra's v1 tokens for App Proxy resources."""
+    def sign(self, app: AppRegistration, requested: str, caller: Caller, extra: dict[str, Any]) -> str:
+        """An RS256 access token for ``app``, shaped as its access token version says."""
         now = int(time.time()) + self.clock_skew_s
+        version = app.access_token_version
         claims: dict[str, Any] = {
-            "aud": audience,
-            "iss": self.issuer,
+            "aud": app.audience_for(requested),
+            "iss": self.issuer_for(version),
             "iat": now,
             "nbf": now,
             "exp": now + self.token_lifetime_s,
             "tid": self.tenant_id,
-            "appid": client_id,
-            "azp": client_id,
-            "ver": "1.0",
+            "ver": "2.0" if version == 2 else "1.0",
             "uti": secrets.token_urlsafe(16),
             "jti": secrets.token_urlsafe(16),
             **extra,
         }
-        if acrs:
-            claims["acrs"] = acrs
+        if version == 2:
+            claims.update(azp=caller.client_id, azpacr=caller.client_auth)
+        else:
+            claims.update(appid=caller.client_id, appidacr=caller.client_auth)
+        if caller.acrs:
+            claims["acrs"] = caller.acrs
+        if caller.capabilities:
+            claims["xms_cc"] = caller.capabilities
         key = self._keys[0]
         token = jwt.encode(claims, key.private_key, algorithm="RS256", headers={"kid": key.kid, "typ": "JWT"})
         self.issued_tokens.append(token)

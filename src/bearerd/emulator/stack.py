@@ -1,7 +1,10 @@
 """``EmulatorStack``: Entra + backend + App Proxy apps on loopback, started and stopped together.
 
 Sockets are bound first (port 0) so every URL — authority, external URLs, app ID URIs — is
-known before the apps are built. Used by ``bearerd demo``, ``bearerd emulator`` and the tests.
+known before the apps are built. Each App Proxy app is registered as publishing does it (app ID
+URI = its external URL, a stable application ID from its name, v1 tokens, no assignment
+required); tests change what a real tenant would let an administrator change. Used by
+``bearerd demo``, ``bearerd emulator`` and the tests.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from bearerd.emulator.backend import backend_app
 from bearerd.emulator.entra import FEDERATION_AUDIENCE, EntraEmulator
 from bearerd.emulator.keyvault import VAULT_RESOURCE, KeyVaultEmulator
 from bearerd.emulator.pki import LocalCA, make_client_certificate, write_private
+from bearerd.emulator.registrations import app_id_for
 from bearerd.lifecycle import Lifecycle
 
 DEFAULT_TENANT = "7e5a1f00-0000-4000-8000-00000000b0d1"
@@ -125,14 +129,16 @@ class EmulatorStack(Lifecycle):
         await self._serve(self.keyvault.app(), vault_sock, tls=True)
         for name in self._app_names:
             sock = _bound_socket()
+            external = f"https://127.0.0.1:{sock.getsockname()[1]}/"
             app = AppProxyEmulator(
                 name,
-                f"https://127.0.0.1:{sock.getsockname()[1]}/",
+                external,
                 self.backend_url,
                 self.entra,
+                # Publishing an app registers it: app ID URI = external URL, and an application ID.
+                registration=self.entra.register_resource(external, app_id=app_id_for(name)),
                 required_scope="user_impersonation",  # what delegated tokens for App Proxy apps carry
             )
-            self.entra.register_resource(app.app_id_uri)
             self.apps[name] = app
             await self._serve(app.app(), sock, tls=True)
 

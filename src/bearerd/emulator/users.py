@@ -4,7 +4,10 @@ What MSAL's public-client flows depend on: ``/devicecode`` answers, ``authorizat
 until the user approves, then an access token with ``scp``, a refresh token, an ``id_token`` and
 ``client_info`` (so MSAL files the result under an account). Refresh tokens rotate and the one
 used is spent, so a client that doesn't persist the new one finds out on its next refresh.
-Revoking a user's refresh tokens makes the next refresh fail with ``invalid_grant``.
+Revoking a user's refresh tokens makes the next refresh fail with ``invalid_grant``
+(AADSTS50173). A user not assigned to an app that requires assignment gets ``invalid_grant``
+AADSTS50105 instead of a token (``registrations.py``). A client declaring ``cp1`` in the claims
+request gets ``xms_cc`` in its access tokens (``issuer.py``).
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ from typing import Any
 
 from aiohttp import web
 
-from bearerd.emulator.issuer import Issuer, b64url, requested_auth_contexts
+from bearerd.emulator.issuer import Caller, Issuer, b64url, requested_auth_contexts, requested_capabilities
 from bearerd.emulator.oauth_errors import EntraError
+from bearerd.emulator.registrations import AppRegistration, Registrations
 
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 _OIDC_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
@@ -62,9 +66,9 @@ class Grant:
 
 
 class UserFlows:
-    def __init__(self, tokens: Issuer, resources: set[str]) -> None:
+    def __init__(self, tokens: Issuer, resources: Registrations) -> None:
         self.tokens = tokens
-        self.resources = resources  # the tenant's registered resources (app ID URIs), shared with entra
+        self.resources = resources  # the tenant's app registrations, shared with entra
         self.public_clients: set[str] = set()
         self.users: dict[str, User] = {}
         self.device_codes: dict[str, DeviceCode] = {}
@@ -169,7 +173,7 @@ class UserFlows:
                     "AADSTS70016: OAuth 2.0 device flow error. Authorization is pending.",
                 )
             del self.device_codes[flow.device_code]
-            return self._tokens(flow.user, client_id, flow.scope, None)
+            return self._tokens(flow.user, client_id, flow.scope, fields.get("claims"))
         if fields.get("grant_type") == "authorization_code":
             entry = self.auth_codes.pop(fields.get("code", ""), None)  # single use
             if entry is None or entry.client_id != client_id or entry.redirect_uri != fields.get("redirect_uri"):
@@ -179,7 +183,7 @@ class UserFlows:
             verifier = fields.get("code_verifier", "").encode()
             if b64url(hashlib.sha256(verifier).digest()) != entry.challenge:
                 raise EntraError(400, "invalid_grant", 501481, "AADSTS501481: The Code_Verifier does not match.")
-            return self._tokens(entry.user, client_id, entry.scope, None, nonce=entry.nonce)
+            return self._tokens(entry.user, client_id, entry.scope, fields.get("claims"), nonce=entry.nonce)
         token = fields.get("refresh_token", "")
         grant = self.refresh_tokens.pop(token, None)  # spent, whatever happens next
         if grant is None or grant.client_id != client_id:
@@ -191,12 +195,21 @@ class UserFlows:
     def _tokens(
         self, user: User, client_id: str, scope: str, claims: str | None, nonce: str | None = None
     ) -> dict[str, Any]:
-        resource, permissions, requested = self._resource_scope(scope)
+        registration, resource, permissions, requested = self._resource_scope(scope)
+        if not registration.may_use(user.username):
+            raise EntraError(
+                400,
+                "invalid_grant",
+                50105,
+                f"AADSTS50105: Your administrator has configured the application {registration.app_id} to block users "
+                f"unless they are specifically granted ('assigned') access to the application. The signed in user "
+                f"'{user.username}' is blocked because they are not a direct member of a group with access, nor had "
+                "access directly assigned by an administrator.",
+            )
         now = int(time.time())
         tenant = self.tokens.tenant_id
-        access = self.tokens.user_token(
-            resource, client_id, user.oid, user.username, permissions, requested_auth_contexts(claims)
-        )
+        caller = Caller(client_id, "0", requested_auth_contexts(claims), requested_capabilities(claims))
+        access = self.tokens.user_token(registration, resource, caller, user.oid, user.username, permissions)
         refresh = secrets.token_urlsafe(48)
         self.refresh_tokens[refresh] = Grant(user, client_id, resource, permissions)
         id_claims = {
@@ -226,17 +239,19 @@ class UserFlows:
             "client_info": b64url(json.dumps({"uid": user.oid, "utid": tenant}).encode()),
         }
 
-    def _resource_scope(self, scope: str) -> tuple[str, str, list[str]]:
-        """("https://x.msappproxy.net/", "user_impersonation") from "https://x.msappproxy.net//user_impersonation"."""
+    def _resource_scope(self, scope: str) -> tuple[AppRegistration, str, str, list[str]]:
+        """The app, "https://x.msappproxy.net/" and "user_impersonation" from
+        "https://x.msappproxy.net//user_impersonation" (or from "<app GUID>/user_impersonation")."""
         wanted = [s for s in scope.split() if s not in _OIDC_SCOPES]
         if not wanted:
             raise EntraError(400, "invalid_scope", 70011, "AADSTS70011: No resource scope was requested.")
         resource = wanted[0].rpartition("/")[0]
-        if resource not in self.resources:
+        registration = self.resources.find(resource)
+        if registration is None:
             raise EntraError(
                 400, "invalid_resource", 500011, f"AADSTS500011: The resource principal named {resource} was not found."
             )
         permissions = {p.rpartition("/")[2] for p in wanted if p.rpartition("/")[0] == resource}
         if ".default" in permissions:
             permissions = {"user_impersonation"}
-        return resource, " ".join(sorted(permissions)), wanted
+        return registration, resource, " ".join(sorted(permissions)), wanted

@@ -1,6 +1,7 @@
 """The request path: one handler for every proxied request, in the order the request needs it.
 
-route → header hygiene → cookies and CORS → token → body → ``send_with_token`` → response back.
+route → header hygiene → cookies and CORS → token → body → ``send_with_token`` → App Proxy's own
+error page recognised (``appproxy_errors.py``) → response back.
 It runs on bearerd's own HTTP/1.1 core (``bearerd.h1``): the core has already refused what is
 malformed, and owns framing, keep-alive and flow control. Failures are ``ProxyError``s from
 wherever they arise and become problem+json here and only here, with the route the request was
@@ -20,7 +21,7 @@ from http import HTTPStatus
 
 from bearerd.errors import PROBLEM_CONTENT_TYPE, BadRequest, Forbidden, MethodNotAllowed, NoRoute, ProxyError
 from bearerd.h1 import ClientGone, Request, Responder, UpstreamError, UpstreamResponse
-from bearerd.proxy import cors, upstream
+from bearerd.proxy import appproxy_errors, cors, upstream
 from bearerd.proxy.accounting import Accounting
 from bearerd.proxy.clientkey import ClientKeyCheck
 from bearerd.proxy.exchange import Exchange
@@ -203,7 +204,8 @@ class Proxy:
         )  # fmt: skip
         exchange.upstream_ms = round((time.perf_counter() - upstream_started) * 1000, 2)
         try:
-            await self._relay(request, responder, response, target, origin, exchange)
+            head = await _app_proxy_page(response, up)
+            await self._relay(request, responder, response, target, origin, exchange, head)
         finally:
             response.release()
 
@@ -226,7 +228,9 @@ class Proxy:
         target: _Target,
         origin: str | None,
         exchange: Exchange,
+        head: bytes,
     ) -> None:
+        """The upstream's answer to the client; ``head``: body bytes already read from it."""
         route, jar = target.route, target.upstream.jar
         local_prefix = route.local_prefix if target.forward_authority is None else None
         if target.forward_authority is not None:
@@ -250,15 +254,22 @@ class Proxy:
             await responder.send(status, reason, headers, b"", length=length)
         elif length is not None and length <= SMALL_BODY_BYTES:
             with upstream.upstream_errors(target.upstream.read_timeout_s):
-                body = await response.read(SMALL_BODY_BYTES)
+                body = head + await response.read(SMALL_BODY_BYTES)
             await responder.send(status, reason, headers, body)
         else:
-            await self._stream(responder, response, headers, exchange)
+            await self._stream(responder, response, headers, exchange, head)
 
     async def _stream(
-        self, responder: Responder, response: UpstreamResponse, headers: list[tuple[str, str]], exchange: Exchange
+        self,
+        responder: Responder,
+        response: UpstreamResponse,
+        headers: list[tuple[str, str]],
+        exchange: Exchange,
+        head: bytes,
     ) -> None:
         await responder.start(response.status, response.reason, headers, length=response.content_length)
+        if head:
+            await responder.write(head)
         try:
             async for chunk in response.chunks():
                 await responder.write(chunk)
@@ -270,6 +281,22 @@ class Proxy:
             responder.abort()
             return
         await responder.end(response.trailers)
+
+
+async def _app_proxy_page(response: UpstreamResponse, up: Upstream) -> bytes:
+    """Raise the problem App Proxy's own error page means; otherwise return the body bytes this had
+    to read to tell (only for answers whose status and headers already point at App Proxy)."""
+    if response.status not in appproxy_errors.STATUSES:
+        return b""
+    fields = {name: values[0] for name, values in response.index.items()}
+    if not appproxy_errors.worth_a_look(response.status, fields):
+        return b""
+    with upstream.upstream_errors(up.read_timeout_s):
+        head = await upstream.read_head(response, appproxy_errors.PEEK_BYTES)
+    problem = appproxy_errors.classify(response.status, fields, head)
+    if problem is not None:
+        raise problem
+    return head
 
 
 def _canceller(task: asyncio.Task[object]) -> Callable[[asyncio.Future[None]], None]:

@@ -128,7 +128,9 @@ async def send_with_token(
     if refused == "sign-in":
         discard(attempt)
         hint = (
-            "check that the route's scopes name this app and that the credential may call it"
+            "the app doesn't accept this token's audience or caller: set app_id = \"<the App Proxy app's application "
+            '(client) ID>" on the route (the scope form every app accepts), and check that the credential may call '
+            "the app; `bearerd doctor` shows the token's claims"
             if replayable
             else "the streamed request body could not be replayed; a new token was requested, send it again"
         )

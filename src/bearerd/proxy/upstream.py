@@ -68,6 +68,19 @@ async def send(
         return await upstream.pool.request(method, target, headers, body, read_timeout_s=upstream.read_timeout_s)
 
 
+async def read_head(response: UpstreamResponse, limit: int) -> bytes:
+    """At least ``limit`` bytes of the upstream's body (all of it when shorter); the rest stays in
+    the response for ``chunks()`` to stream on."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in response.chunks():
+        parts.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            break
+    return b"".join(parts)
+
+
 async def stream_body(request: Request, exchange: Exchange) -> AsyncIterator[bytes]:
     """The client's request body as it arrives, counted into the exchange."""
     async for chunk in request.body():

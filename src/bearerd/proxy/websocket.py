@@ -12,6 +12,7 @@ is relayed as the upstream's own answer.
 from __future__ import annotations
 
 from bearerd.h1 import Request, Responder, UpstreamResponse, relay
+from bearerd.proxy import appproxy_errors
 from bearerd.proxy.exchange import Exchange
 from bearerd.proxy.retry import Answer, send_with_token
 from bearerd.proxy.routing import Upstream
@@ -52,9 +53,13 @@ async def proxy_websocket(
     )
     try:
         if response.status != 101 or response.tunnel is None:
-            # Refused for good: the client gets the upstream's answer (a small one: a refusal page).
+            # Refused for good: App Proxy's own error page explained, or the upstream's answer as it is.
             with upstream_errors(up.read_timeout_s):
                 body = await response.read()
+            fields = {name: values[0] for name, values in response.index.items()}
+            problem = appproxy_errors.classify(response.status, fields, body[: appproxy_errors.PEEK_BYTES])
+            if problem is not None:
+                raise problem
             kept = [(n, v) for n, v in response.headers if n.lower() not in _HANDSHAKE_ANSWER]
             await responder.send(response.status, response.reason, kept, body)
             return

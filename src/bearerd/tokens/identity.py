@@ -9,8 +9,11 @@ this module, which
   identity provider was down), never at import or config time;
 * gives MSAL an HTTP session whose trust (system CAs + ``ca_file``), outbound proxy and timeouts
   come from the settings and cannot be overridden by the environment;
+* declares the client capability ``cp1`` (continuous access evaluation), so Entra sends this
+  client claims challenges instead of leaving the challenge path unused;
 * turns every outcome into an ``AcquiredToken`` or an ``IdentityProviderError`` whose message is
-  safe to log and to show (no token, secret or assertion, ever).
+  safe to log and to show (no token, secret or assertion, ever), with an AADSTS code explained
+  as meaning + fix (``aadsts.py``) so every place that shows the error shows the fix.
 
 Nothing here is async and nothing here is called on the event loop: ``sources.py`` runs it in a
 worker thread.
@@ -37,8 +40,10 @@ from bearerd.config.schema import (
     DeviceCodeCredential,
     ManagedIdentityCredential,
 )
+from bearerd.config.scopes import resource_of
 from bearerd.config.secrets import CredentialSecrets
 from bearerd.errors import ConfigError, first_line
+from bearerd.tokens import aadsts
 from bearerd.tokens.keyring import KeyringUnavailable, choose_sealer
 from bearerd.tokens.msal_http import MsalSession, tls_context
 from bearerd.tokens.results import AcquiredToken, IdentityProviderError, SignInRequired
@@ -93,6 +98,10 @@ def _client_credential(
     # Given a thumbprint, MSAL signs RS256 with the SHA-1 thumbprint (x5t), as registered certificates expect.
     return {"private_key": key, "thumbprint": material.thumbprint}
 
+
+# Continuous access evaluation: declaring "cp1" makes Entra send claims challenges (and longer-lived
+# tokens) to this client; MSAL then sends xms_cc with every token request (MSAL-NOTES.md).
+CLIENT_CAPABILITIES = ["cp1"]
 
 _PERMANENT_ERRORS = frozenset(
     {"invalid_client", "unauthorized_client", "invalid_scope", "invalid_request", "unsupported_grant_type"}
@@ -178,6 +187,7 @@ class CredentialClient:
                         http_client=self._session,
                         token_cache=self._cache,
                         http_cache=_NoReplayCache(),
+                        client_capabilities=CLIENT_CAPABILITIES,  # relayed where the host supports it
                     )
                 elif isinstance(cred, DeviceCodeCredential):
                     self._app = msal.PublicClientApplication(
@@ -187,6 +197,7 @@ class CredentialClient:
                         http_client=self._session,
                         token_cache=self._cache,
                         http_cache=_NoReplayCache(),
+                        client_capabilities=CLIENT_CAPABILITIES,
                     )
                 elif isinstance(cred, ClientSecretCredential | CertificateCredential | ClientAssertionCredential):
                     self._app = msal.ConfidentialClientApplication(
@@ -197,6 +208,7 @@ class CredentialClient:
                         http_client=self._session,
                         token_cache=self._cache,
                         http_cache=_NoReplayCache(),
+                        client_capabilities=CLIENT_CAPABILITIES,
                     )
                 else:  # the CLI kinds have no MSAL app (cli_sources.py); environment/default were resolved
                     raise TypeError(f"credential kind {cred.kind!r} has no MSAL application")
@@ -212,7 +224,7 @@ class CredentialClient:
             self._cache.remove_at(entry)
         if isinstance(app, msal.ManagedIdentityClient):
             # Managed identity speaks the v1 "resource" dialect: the scope without "/.default".
-            return app.acquire_token_for_client(resource=scopes[0].removesuffix("/.default"), claims_challenge=claims)
+            return app.acquire_token_for_client(resource=resource_of(scopes[0]), claims_challenge=claims)
         assert isinstance(app, msal.ConfidentialClientApplication)  # noqa: S101 - by construction
         return app.acquire_token_for_client(scopes=list(scopes), claims_challenge=claims)
 
@@ -245,9 +257,20 @@ class CredentialClient:
                 retry_after=LOGIN_RECHECK_S,
             )
         if isinstance(result, dict) and result.get("error") in _INTERACTION_ERRORS:
+            description = str(result.get("error_description", ""))
+            explanation = aadsts.explain(result.get("error_codes"), description, self.login_command)
+            if explanation is not None and not explanation.needs_login:
+                # Not assigned, no consent, Conditional Access: another sign-in won't help; back off.
+                raise IdentityProviderError(
+                    f"identity provider refused ({result.get('error')}): {explanation.line()}",
+                    code=str(result.get("error")),
+                    permanent=True,
+                )
             raise SignInRequired(
-                f"the user must sign in again ({result.get('error')}: "
-                f"{first_line(str(result.get('error_description', '')), 120)}); run: {self.login_command}",
+                f"the user must sign in again: {result.get('error')}, {explanation.line()}"
+                if explanation is not None
+                else f"the user must sign in again ({result.get('error')}: {first_line(description, 120)}); "
+                f"run: {self.login_command}",
                 code="login_required",
                 retry_after=LOGIN_RECHECK_S,
             )
@@ -287,6 +310,14 @@ class CredentialClient:
                 f"cannot read the client assertion file ({exc.strerror or type(exc).__name__})", code="assertion_file"
             ) from exc
         except ValueError as exc:  # JSON decoding of a garbage answer, or a discovery document MSAL refuses
+            # Discovery of an unknown tenant: MSAL re-raises the 400 (whose body says AADSTS90002) as
+            # its own ValueError, so the answer is in the exception it was handling.
+            text = f"{exc} {exc.__context__ or ''}"
+            explanation = aadsts.explain(None, text, self.login_command)
+            if explanation is not None:
+                raise IdentityProviderError(
+                    f"identity provider refused: {explanation.line()}", code=f"AADSTS{explanation.code}", permanent=True
+                ) from exc
             raise IdentityProviderError(
                 "identity provider sent an answer MSAL could not read (not JSON or an invalid discovery document)",
                 code="malformed",
@@ -295,8 +326,12 @@ class CredentialClient:
             raise IdentityProviderError("identity provider returned no result", code="malformed")
         if "error" in result:
             code = str(result.get("error"))
+            description = str(result.get("error_description", ""))
+            explanation = aadsts.explain(result.get("error_codes"), description, self.login_command)
             raise IdentityProviderError(
-                f"identity provider refused: {code}: {first_line(str(result.get('error_description', '')))}",
+                f"identity provider refused ({code}): {explanation.line()}"
+                if explanation is not None
+                else f"identity provider refused: {code}: {first_line(description)}",
                 code=code,
                 retry_after=self._session.retry_after(),
                 # A federated token may just be stale (rotation pending): that is worth retrying soon.

@@ -19,11 +19,12 @@ import msal
 from bearerd.config.loader import Config
 from bearerd.config.schema import DeviceCodeCredential, Settings
 from bearerd.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from bearerd.tokens import aadsts
 from bearerd.tokens.identity import CredentialClient
 
 
 def _scopes_for(settings: Settings, credential: str) -> list[str]:
-    scopes = [s for r in settings.routes.values() if r.credential == credential for s in r.scopes]
+    scopes = [s for n, r in settings.routes.items() if r.credential == credential for s in settings.route_scopes(n)]
     # One resource per sign-in: the refresh token then serves the other routes' resources too.
     return scopes[:1]
 
@@ -105,7 +106,11 @@ def _device_flow(app: msal.PublicClientApplication, scopes: list[str]) -> dict[s
 
 
 def _reason(result: dict[str, Any]) -> str:
-    description = str(result.get("error_description", "")).strip().splitlines()
+    text = str(result.get("error_description", ""))
+    explanation = aadsts.explain(result.get("error_codes"), text)
+    if explanation is not None:
+        return f"{result.get('error')}: {explanation.line()}"
+    description = text.strip().splitlines()
     return f"{result.get('error')}: {description[0] if description else ''}"
 
 

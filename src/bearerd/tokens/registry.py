@@ -66,7 +66,7 @@ class Providers:
                     continue
                 self._vault_readers[name] = reader
             self._materials[name] = old._materials[name]
-        used = {(r.credential, tuple(r.scopes)) for r in settings.routes.values()}
+        used = {(r.credential, settings.route_scopes(n)) for n, r in settings.routes.items()}
         for key, provider in old._by_key.items():
             if key[0] in self.clients and key in used:
                 self._by_key[key] = provider
@@ -145,8 +145,9 @@ class Providers:
         )
 
     def for_route(self, route_name: str) -> TokenProvider:
-        rs = self._config.settings.routes[route_name]
-        key = (rs.credential, tuple(rs.scopes))
+        settings = self._config.settings
+        rs = settings.routes[route_name]
+        key = (rs.credential, settings.route_scopes(route_name))
         provider = self._by_key.get(key)
         if provider is None:
             provider = self._by_key[key] = self._provider(*key)

@@ -6,6 +6,7 @@ import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
@@ -160,3 +161,77 @@ async def test_fault_control_endpoint(client: aiohttp.ClientSession, stack: Emul
         assert resp.status == 429 and resp.headers["Retry-After"] == "2"
     async with client.get(base + "/_emulator/calls") as resp:
         assert (await resp.json())["token_calls"] == 1
+
+
+async def test_tokens_follow_the_apps_registration(client: aiohttp.ClientSession, stack: EmulatorStack) -> None:
+    """v1: aud as asked (URI or GUID), sts.windows.net, appid; v2: aud = GUID, login…/v2.0, azp."""
+    app = stack.apps["secretapi"]
+    secret = stack.client_secret_file.read_text()
+    form = {"client_id": stack.secret_client_id, "client_secret": secret}
+    claims_for: dict[str, dict[str, Any]] = {}
+    for version in (1, 2):
+        app.registration.access_token_version = version
+        for scope in (app.scope, app.app_id.upper() + "/.default"):
+            status, body = await post_token(client, stack, **form, scope=scope)
+            assert status == 200, body
+            claims_for[f"v{version} {scope}"] = jwt.decode(body["access_token"], options={"verify_signature": False})
+    v1_uri, v1_guid, v2_uri, v2_guid = claims_for.values()
+    assert v1_uri["aud"] == app.app_id_uri and v1_guid["aud"] == app.app_id.upper()
+    assert v1_uri["iss"] == f"https://sts.windows.net/{stack.tenant_id}/" and v1_uri["appid"] == stack.secret_client_id
+    assert v1_uri["ver"] == "1.0" and "azp" not in v1_uri
+    for v2 in (v2_uri, v2_guid):
+        assert v2["aud"] == app.app_id and v2["ver"] == "2.0" and v2["azp"] == stack.secret_client_id
+        assert v2["iss"] == f"https://login.microsoftonline.com/{stack.tenant_id}/v2.0" and "appid" not in v2
+
+
+async def test_cp1_in_the_claims_request_puts_xms_cc_in_the_token(
+    client: aiohttp.ClientSession, stack: EmulatorStack
+) -> None:
+    form = {"client_id": stack.secret_client_id, "client_secret": stack.client_secret_file.read_text()}
+    status, body = await post_token(client, stack, **form, claims='{"access_token":{"xms_cc":{"values":["cp1"]}}}')
+    assert status == 200 and jwt.decode(body["access_token"], options={"verify_signature": False})["xms_cc"] == ["cp1"]
+    status, body = await post_token(client, stack, **form)
+    assert "xms_cc" not in jwt.decode(body["access_token"], options={"verify_signature": False})
+
+
+async def test_app_proxy_headers_pages_and_access_cookie(client: aiohttp.ClientSession, stack: EmulatorStack) -> None:
+    app = stack.apps["secretapi"]
+    form = {"client_id": stack.secret_client_id, "client_secret": stack.client_secret_file.read_text()}
+    token = (await post_token(client, stack, **form))[1]["access_token"]
+    exp = jwt.decode(token, options={"verify_signature": False})["exp"]
+    bearer = {"Authorization": "Bearer " + token}
+    async with client.get(app.external_url + "api/status", headers=bearer) as resp:
+        assert resp.status == 200
+        assert resp.headers["x-ms-proxy-app-id"] == app.app_id
+        assert resp.headers["x-ms-proxy-connector-id"] == app.connector_id  # the connector handled it
+        assert "x-ms-proxy-error-details" not in resp.headers
+        cookie = resp.headers["Set-Cookie"]
+    assert cookie.startswith(f"AzureAppProxyAccessCookie_{app.app_id}_1.1=")
+    assert "secure" in cookie and "HttpOnly" in cookie
+    expires = cookie.split("expires=")[1].split(";")[0]
+    assert parsedate_to_datetime(expires).timestamp() == exp  # persistent until the token expires
+    async with client.get(app.external_url + "api/status", allow_redirects=False) as resp:
+        assert resp.status == 302 and resp.headers["x-ms-proxy-app-id"] == app.app_id
+        assert "x-ms-proxy-connector-id" not in resp.headers  # the cloud service answered by itself
+    app.registration.assignment_required = True
+    async with client.get(app.external_url + "api/status", headers=bearer) as resp:
+        page = await resp.text()
+        assert resp.status == 403 and resp.headers["Content-Type"].startswith("text/html")
+        assert "x-ms-proxy-connector-id" not in resp.headers
+    assert "This corporate app can\u2019t be accessed." in page and "Status Code: Forbidden" in page
+    app.registration.assign(stack.secret_client_id)
+    app.backend_timeout_s = 0.2
+    async with client.get(app.external_url + "slow?seconds=2", headers=bearer) as resp:
+        page = await resp.text()
+        assert resp.status == 504 and resp.headers["x-ms-proxy-error-details"] == "BackendTimeOut"
+    assert "The connector timed out." in page and "Status Code: GatewayTimeout" in page
+
+
+async def test_injected_aadsts_refusal_has_entras_shape(client: aiohttp.ClientSession, stack: EmulatorStack) -> None:
+    from bearerd.emulator import Fault
+
+    stack.entra.faults.push(Fault(aadsts=53003))
+    form = {"client_id": stack.secret_client_id, "client_secret": stack.client_secret_file.read_text()}
+    status, body = await post_token(client, stack, **form)
+    assert status == 400 and body["error"] == "invalid_grant" and body["error_codes"] == [53003]
+    assert body["error_description"].startswith("AADSTS53003: Access has been blocked by Conditional Access")

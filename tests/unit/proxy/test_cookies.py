@@ -28,3 +28,22 @@ def test_forward_proxy_clients_keep_the_backend_path() -> None:
 
 def test_a_client_sending_only_app_proxy_cookies_sends_none() -> None:
     assert AppProxyJar().request_cookie(["AzureAppProxyAccessCookie=forged"]) is None
+
+
+def test_expired_app_proxy_cookies_are_no_longer_sent() -> None:
+    """App Proxy's persistent access cookie lasts as long as its token (Max-Age, else Expires)."""
+    now = [1_900_000_000.0]
+    jar = AppProxyJar(clock=lambda: now[0])
+    for set_cookie in (
+        "AzureAppProxyAccessCookie_a_1.1=s1; max-age=60; expires=Thu, 01 Jan 2099 00:00:00 GMT",
+        "AzureAppProxyAnalyticCookie_a=x; expires=Thu, 01 Mar 2040 00:00:00 GMT",
+        "AzureAppProxySession=z; path=/",
+    ):
+        assert jar.response_cookie(set_cookie, None) is None
+    assert jar.request_cookie([]) == (
+        "AzureAppProxyAccessCookie_a_1.1=s1; AzureAppProxyAnalyticCookie_a=x; AzureAppProxySession=z"
+    )
+    now[0] += 61  # Max-Age wins over Expires; the session cookie has no expiry
+    assert jar.request_cookie([]) == "AzureAppProxyAnalyticCookie_a=x; AzureAppProxySession=z"
+    now[0] = 1_900_000_000.0 + 10**9  # past the Expires date too
+    assert jar.request_cookie([]) == "AzureAppProxySession=z"

@@ -87,7 +87,7 @@ async def test_a_sign_in_redirect_gets_one_retry_with_a_new_token() -> None:
 async def test_a_persisting_sign_in_redirect_is_token_rejected_never_a_login_page() -> None:
     provider, token, _ = await provider_with_token()
     upstream = Upstream(SIGN_IN, SIGN_IN)
-    with pytest.raises(TokenRejected, match="scopes name this app"):
+    with pytest.raises(TokenRejected, match="set app_id = "):
         await run(upstream, provider, token)
     assert len(upstream.sent) == 2 and upstream.released == [0, 1]
 
