@@ -26,3 +26,16 @@ def test_architecture_tree_matches_the_package() -> None:
     root = Path(bearerd.__file__).parent
     actual = {str(p.relative_to(root)) for p in root.rglob("*.py") if p.name != "__init__.py"}
     assert listed == actual, f"missing: {sorted(actual - listed)}; stale: {sorted(listed - actual)}"
+
+
+def test_every_test_the_readme_names_exists() -> None:
+    """The README backs its claims with test names: each must be a real file (and function)."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    missing = []
+    for ref in sorted(set(re.findall(r"tests/[\w/]+(?:\.py)?(?:::\w+)?", readme))):
+        path, _, function = ref.partition("::")
+        target = REPO_ROOT / path
+        defined = not function or re.search(rf"^(?:async )?def {function}\b", target.read_text(), re.MULTILINE)
+        if not target.exists() or not defined:
+            missing.append(ref)
+    assert not missing, missing
