@@ -14,8 +14,7 @@ full socket while sending, and silence while the caller waits for body bytes.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -23,13 +22,14 @@ import httptools
 
 from . import wire
 from .errors import (
-    BodyTooLarge,
     H1Error,
     TimeoutPhase,
     UpstreamClosedError,
     UpstreamProtocolError,
     UpstreamTimeoutError,
 )
+from .head import HeadParsing
+from .message import Message
 from .tunnel import Tunnel
 
 if TYPE_CHECKING:
@@ -43,19 +43,12 @@ class _Stop(Exception):
     pass
 
 
-class UpstreamResponse:
+class UpstreamResponse(Message):
     __slots__ = (
-        "_buffered",
-        "_chunks",
-        "_complete",
         "_conn",
-        "_error",
         "_released",
-        "_waiter",
         "chunked",
         "content_length",
-        "headers",
-        "index",
         "keep_alive",
         "reason",
         "status",
@@ -69,8 +62,6 @@ class UpstreamResponse:
         self.status = 0
         self.reason = ""
         self.version = "1.1"
-        self.headers: list[tuple[str, str]] = []
-        self.index: dict[str, list[str]] = {}
         self.content_length: int | None = None
         self.chunked = False
         self.keep_alive = False
@@ -78,46 +69,16 @@ class UpstreamResponse:
         self.trailers: list[tuple[str, str]] = []
         #: The raw upstream connection after a 101 from ``pool.upgrade``.
         self.tunnel: Tunnel | None = None
-        self._chunks: deque[bytes] = deque()
-        self._buffered = 0
-        self._complete = False
-        self._error: H1Error | None = None
-        self._waiter: asyncio.Future[None] | None = None
+        super().__init__([], {})
         self._released = False
-
-    def get(self, lname: str, default: str | None = None) -> str | None:
-        values = self.index.get(lname)
-        return default if values is None else values[0]
-
-    def getall(self, lname: str) -> list[str]:
-        return self.index.get(lname, [])
 
     @property
     def complete(self) -> bool:
         """The whole body has arrived (it may still be buffered here)."""
         return self._complete
 
-    async def read(self, limit: int = 1 << 20) -> bytes:
-        """The whole body; ``BodyTooLarge`` past ``limit`` (the connection is then closed)."""
-        parts: list[bytes] = []
-        total = 0
-        while True:
-            chunk = self._take()
-            if chunk is None:
-                if self._complete:
-                    break
-                await self._wait()
-                continue
-            total += len(chunk)
-            if total > limit:
-                self.release()
-                raise BodyTooLarge(limit)
-            parts.append(chunk)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
-
-    def chunks(self) -> AsyncIterator[bytes]:
-        """The body as it arrives; each wait is bounded by the request's ``read_timeout_s``."""
-        return _Chunks(self)
+    def _too_large(self) -> None:
+        self.release()  # the rest will never be read: the connection can't be reused
 
     def release(self) -> None:
         """Done with this response: an unfinished one closes its connection. Idempotent."""
@@ -137,16 +98,11 @@ class UpstreamResponse:
     ) -> None:
         self.release()
 
-    def _take(self) -> bytes | None:
-        if not self._chunks:
-            return None
-        chunk = self._chunks.popleft()
-        self._buffered -= len(chunk)
+    def _taken(self) -> None:
         conn = self._conn
         if not conn._reading and conn._resp is self and self._buffered <= conn._high // 4:
             conn._reading = True
             conn._transport.resume_reading()
-        return chunk
 
     async def _wait(self) -> None:
         if self._error is not None:
@@ -162,39 +118,8 @@ class UpstreamResponse:
             self._waiter = None
             conn.deadline = 0.0
 
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
 
-    def _fail(self, exc: H1Error) -> None:
-        if self._complete:
-            return
-        self._error = exc
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_exception(exc)
-
-
-class _Chunks:
-    __slots__ = ("_resp",)
-
-    def __init__(self, resp: UpstreamResponse) -> None:
-        self._resp = resp
-
-    def __aiter__(self) -> _Chunks:
-        return self
-
-    async def __anext__(self) -> bytes:
-        resp = self._resp
-        while True:
-            chunk = resp._take()
-            if chunk is not None:
-                return chunk
-            if resp._complete:
-                raise StopAsyncIteration
-            await resp._wait()
-
-
-class UpstreamConnection(asyncio.Protocol):
+class UpstreamConnection(HeadParsing, asyncio.Protocol):
     def __init__(self, pool: UpstreamPool) -> None:
         self._pool = pool
         opts = pool.options
@@ -236,13 +161,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._transport: asyncio.Transport = transport  # type: ignore[assignment]
 
     def _reset_head(self) -> None:
+        super()._reset_head()
         self._reason = b""
-        self._headers: list[tuple[str, str]] = []
-        self._index: dict[str, list[str]] = {}
-        self._hbytes = 0
-        self._in_head = False
-        self._head_first = False
-        self._head_tail = 0
         self._trailers: list[tuple[str, str]] | None = None
 
     # -- one exchange ---------------------------------------------------------------------------
@@ -358,21 +278,15 @@ class UpstreamConnection(asyncio.Protocol):
             self._broken(UpstreamProtocolError(f"invalid response: {self._stop_reason or exc}"))
         else:
             if self._in_head:
-                if self._head_first:
-                    self._head_first = False
-                else:
-                    self._head_tail += len(data)
-                    if self._head_tail > self._max_head:
-                        self._broken(UpstreamProtocolError("response head too large"))
-            elif self._trailers is not None and self._resp is not None:
-                # Chunk framing or trailers without body bytes: bounded like a head.
-                if self._body_seen:
-                    self._body_seen = False
-                    self._head_tail = 0
-                else:
-                    self._head_tail += len(data)
-                    if self._head_tail > self._max_head:
-                        self._broken(UpstreamProtocolError("chunk metadata or trailers too large"))
+                if self._head_overflow(len(data), self._max_head):
+                    self._broken(UpstreamProtocolError("response head too large"))
+            # Chunk framing or trailers without body bytes: bounded like a head.
+            elif (
+                self._trailers is not None
+                and self._resp is not None
+                and self._metadata_overflow(len(data), self._max_head)
+            ):
+                self._broken(UpstreamProtocolError("chunk metadata or trailers too large"))
         self._stop_reason = ""
 
     def _stop(self, reason: str) -> None:

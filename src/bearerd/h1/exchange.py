@@ -13,12 +13,12 @@ task itself is never cancelled for it (only by a server shutdown past its grace 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import wire
-from .errors import BodyTooLarge, ClientGone
+from .errors import ClientGone
+from .message import Message
 from .tunnel import Tunnel
 
 if TYPE_CHECKING:
@@ -27,23 +27,16 @@ if TYPE_CHECKING:
 Headers = Sequence[tuple[str, str]]
 
 
-class Request:
+class Request(Message):
     __slots__ = (
-        "_buffered",
-        "_chunks",
-        "_complete",
         "_conn",
         "_continue_sent",
-        "_error",
         "_responder",
         "_switchable",
         "_tunnel",
-        "_waiter",
         "chunked",
         "content_length",
         "expect_continue",
-        "headers",
-        "index",
         "keep_alive",
         "method",
         "target",
@@ -71,34 +64,18 @@ class Request:
         #: The request target exactly as sent (origin-, absolute-, authority- or asterisk-form).
         self.target = target
         self.version = version
-        #: Fields in arrival order, names as sent, latin-1 decoded, surrounding OWS removed.
-        self.headers = headers
-        #: Lower-case name -> values in order, built while parsing.
-        self.index = index
         self.keep_alive = keep_alive
         self.content_length = content_length
         self.chunked = chunked
         self.upgrade = upgrade
         self.expect_continue = expect_continue
         self._switchable = switchable  # llhttp saw Connection: upgrade + Upgrade, or CONNECT
-        self._chunks: deque[bytes] = deque()
-        self._buffered = 0
-        self._complete = False
-        self._waiter: asyncio.Future[None] | None = None
-        self._error: ClientGone | None = None
+        super().__init__(headers, index)
         self._continue_sent = False
         self._responder: Responder | None = None
         self._tunnel: Tunnel | None = None
 
     # -- fields and connection facts ------------------------------------------------------------
-
-    def get(self, lname: str, default: str | None = None) -> str | None:
-        """First value of a field, by lower-case name."""
-        values = self.index.get(lname)
-        return default if values is None else values[0]
-
-    def getall(self, lname: str) -> list[str]:
-        return self.index.get(lname, [])
 
     @property
     def has_body(self) -> bool:
@@ -134,36 +111,12 @@ class Request:
 
     def body(self) -> AsyncIterator[bytes]:
         """The body as it arrives (chunked framing and extensions removed); flow-controlled."""
-        return _Body(self)
+        return self.chunks()
 
-    async def read(self, limit: int = 1 << 20) -> bytes:
-        """The whole body; ``BodyTooLarge`` past ``limit`` bytes."""
-        if self._complete and not self._chunks:
-            return b""
-        parts: list[bytes] = []
-        total = 0
-        while True:
-            chunk = self._take()
-            if chunk is None:
-                if self._complete:
-                    break
-                await self._wait()
-                continue
-            total += len(chunk)
-            if total > limit:
-                raise BodyTooLarge(limit)
-            parts.append(chunk)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
-
-    def _take(self) -> bytes | None:
-        if not self._chunks:
-            return None
-        chunk = self._chunks.popleft()
-        self._buffered -= len(chunk)
+    def _taken(self) -> None:
         conn = self._conn
         if not conn._reading and self._buffered <= conn._limits.body_high_water // 4:
             conn._resume()
-        return chunk
 
     async def _wait(self) -> None:
         if self._error is not None:
@@ -189,39 +142,6 @@ class Request:
         responder = self._responder
         if responder is not None and responder._state == Responder.NONE and self.version == "1.1":
             self._conn._transport.write(wire.CONTINUE_100)
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _fail(self, exc: ClientGone) -> None:
-        if self._complete:
-            return
-        self._error = exc
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(exc)
-
-
-class _Body:
-    __slots__ = ("_req",)
-
-    def __init__(self, req: Request) -> None:
-        self._req = req
-
-    def __aiter__(self) -> _Body:
-        return self
-
-    async def __anext__(self) -> bytes:
-        req = self._req
-        while True:
-            chunk = req._take()
-            if chunk is not None:
-                return chunk
-            if req._complete:
-                raise StopAsyncIteration
-            await req._wait()
 
 
 class Responder:

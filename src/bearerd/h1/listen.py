@@ -12,7 +12,7 @@ import contextlib
 import os
 import ssl as _ssl
 from types import TracebackType
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import structlog
 
@@ -107,39 +107,48 @@ def capture_sni(context: _ssl.SSLContext) -> None:
     context.sni_callback = remember
 
 
+class ServeOptions(TypedDict, total=False):
+    """What every listener kind takes besides its address, handler and limits."""
+
+    ssl: _ssl.SSLContext | None
+    on_error: ErrorHook | None
+    on_refusal: RefusalHook | None
+    backlog: int
+
+
+def _prepared(handler: Handler, limits: ServerLimits | None, options: ServeOptions) -> Shared:
+    context = options.get("ssl")
+    if context is not None:
+        capture_sni(context)
+    return _shared(handler, limits or ServerLimits(), options.get("on_error"), options.get("on_refusal"))
+
+
 async def serve_tcp(
     host: str | None,
     port: int,
     handler: Handler,
     limits: ServerLimits | None = None,
     *,
-    ssl: _ssl.SSLContext | None = None,
-    on_error: ErrorHook | None = None,
-    on_refusal: RefusalHook | None = None,
-    backlog: int = 1024,
     reuse_port: bool = False,
+    **options: Unpack[ServeOptions],
 ) -> H1Server:
-    shared = _shared(handler, limits or ServerLimits(), on_error, on_refusal)
-    if ssl is not None:
-        capture_sni(ssl)
+    shared = _prepared(handler, limits, options)
     server = await shared.loop.create_server(
-        lambda: ServerConnection(shared), host, port, ssl=ssl, backlog=backlog, reuse_port=reuse_port or None
+        lambda: ServerConnection(shared),
+        host,
+        port,
+        ssl=options.get("ssl"),
+        backlog=options.get("backlog", 1024),
+        reuse_port=reuse_port or None,
     )
     return H1Server(shared, server)
 
 
 async def serve_unix(
-    path: str,
-    handler: Handler,
-    limits: ServerLimits | None = None,
-    *,
-    ssl: _ssl.SSLContext | None = None,
-    on_error: ErrorHook | None = None,
-    on_refusal: RefusalHook | None = None,
-    backlog: int = 1024,
+    path: str, handler: Handler, limits: ServerLimits | None = None, **options: Unpack[ServeOptions]
 ) -> H1Server:
-    shared = _shared(handler, limits or ServerLimits(), on_error, on_refusal)
-    if ssl is not None:
-        capture_sni(ssl)
-    server = await shared.loop.create_unix_server(lambda: ServerConnection(shared), path, ssl=ssl, backlog=backlog)
+    shared = _prepared(handler, limits, options)
+    server = await shared.loop.create_unix_server(
+        lambda: ServerConnection(shared), path, ssl=options.get("ssl"), backlog=options.get("backlog", 1024)
+    )
     return H1Server(shared, server)

@@ -31,6 +31,7 @@ from bearerd.errors import (
 from . import wire
 from .errors import ClientGone
 from .exchange import Request, Responder
+from .head import HeadParsing
 from .limits import ServerLimits
 from .ticker import Ticker
 from .tunnel import Tunnel
@@ -85,7 +86,7 @@ class Shared:
             self.all_closed.set()
 
 
-class ServerConnection(asyncio.Protocol):
+class ServerConnection(HeadParsing, asyncio.Protocol):
     def __init__(self, shared: Shared) -> None:
         self._shared = shared
         self._limits = shared.limits
@@ -127,13 +128,8 @@ class ServerConnection(asyncio.Protocol):
             transport.close()
 
     def _reset_head(self) -> None:
+        super()._reset_head()
         self._url = b""
-        self._headers: list[tuple[str, str]] = []
-        self._index: dict[str, list[str]] = {}
-        self._hbytes = 0
-        self._in_head = False
-        self._head_first = False
-        self._head_tail = 0
 
     # -- bytes in -------------------------------------------------------------------------------
 
@@ -160,22 +156,16 @@ class ServerConnection(asyncio.Protocol):
             if self._in_head:
                 # Bound what llhttp buffers for a field still in progress; completed fields
                 # are checked exactly in on_url/on_header.
-                if self._head_first:
-                    self._head_first = False
-                else:
-                    self._head_tail += len(data)
-                    if self._head_tail > self._head_cap:
-                        self._fail(HeadersTooLarge("request header block too large"))
-            elif self._p_req is not None and self._p_req.chunked:
-                # Chunk framing and trailers without body bytes are bounded the same way
-                # (httptools buffers an unfinished trailer field; extensions are unlimited).
-                if self._body_seen:
-                    self._body_seen = False
-                    self._head_tail = 0
-                else:
-                    self._head_tail += len(data)
-                    if self._head_tail > self._head_cap:
-                        self._fail(BadRequest("chunk metadata or trailers too large"))
+                if self._head_overflow(len(data), self._head_cap):
+                    self._fail(HeadersTooLarge("request header block too large"))
+            # Chunk framing and trailers without body bytes are bounded the same way
+            # (httptools buffers an unfinished trailer field; extensions are unlimited).
+            elif (
+                self._p_req is not None
+                and self._p_req.chunked
+                and self._metadata_overflow(len(data), self._head_cap)
+            ):
+                self._fail(BadRequest("chunk metadata or trailers too large"))
 
     def eof_received(self) -> bool:
         # A client's EOF counts as leaving (as nginx and uvicorn treat it): whatever it waits

@@ -181,23 +181,19 @@ class CredentialClient:
             if self._app is None or self._app_secrets is not self.secrets:
                 self._app_secrets = self.secrets
                 cred = self.credential
+                # Every app: our HTTP session (trust, proxy, timeouts), our cache, no replayed failures,
+                # and the cp1 capability (Entra sends CAE claims challenges only to clients declaring it).
+                common: dict[str, Any] = {
+                    "http_client": self._session,
+                    "token_cache": self._cache,
+                    "http_cache": _NoReplayCache(),
+                    "client_capabilities": CLIENT_CAPABILITIES,  # managed identity relays it where the host can
+                }
                 if isinstance(cred, ManagedIdentityCredential):
-                    self._app = msal.ManagedIdentityClient(
-                        _managed_identity(cred),
-                        http_client=self._session,
-                        token_cache=self._cache,
-                        http_cache=_NoReplayCache(),
-                        client_capabilities=CLIENT_CAPABILITIES,  # relayed where the host supports it
-                    )
+                    self._app = msal.ManagedIdentityClient(_managed_identity(cred), **common)
                 elif isinstance(cred, DeviceCodeCredential):
                     self._app = msal.PublicClientApplication(
-                        cred.client_id,
-                        authority=cred.authority_url,
-                        instance_discovery=False,
-                        http_client=self._session,
-                        token_cache=self._cache,
-                        http_cache=_NoReplayCache(),
-                        client_capabilities=CLIENT_CAPABILITIES,
+                        cred.client_id, authority=cred.authority_url, instance_discovery=False, **common
                     )
                 elif isinstance(cred, ClientSecretCredential | CertificateCredential | ClientAssertionCredential):
                     self._app = msal.ConfidentialClientApplication(
@@ -205,10 +201,7 @@ class CredentialClient:
                         client_credential=_client_credential(cred, self._app_secrets),
                         authority=cred.authority_url,
                         instance_discovery=False,
-                        http_client=self._session,
-                        token_cache=self._cache,
-                        http_cache=_NoReplayCache(),
-                        client_capabilities=CLIENT_CAPABILITIES,
+                        **common,
                     )
                 else:  # the CLI kinds have no MSAL app (cli_sources.py); environment/default were resolved
                     raise TypeError(f"credential kind {cred.kind!r} has no MSAL application")
