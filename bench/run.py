@@ -473,8 +473,12 @@ async def run(selected: list[str], plan: Plan, out: Path, access_log: str, profi
                     if nginx is not None:
                         ctx.targets["nginx"] = Target(nginx, "/n/", _base(nginx, procs.NGINX_TLS_PREFIXES))
                 if ensure_caddy(results["notes"]):
-                    caddy = await procs.start_caddy(children, tmp / "caddy", logs, backend.port, token, tls)
-                    if caddy is not None:
+                    try:
+                        caddy = await procs.start_caddy(children, tmp / "caddy", logs, backend.port, token, tls)
+                    except RuntimeError as exc:  # a peer that won't start costs its column, not the run
+                        results["notes"].append(f"Caddy skipped: it did not start ({exc})")
+                        print(f"  {results['notes'][-1]}", file=sys.stderr)
+                    else:
                         ctx.targets["caddy"] = Target(caddy, "/c/", _base(caddy, procs.CADDY_TLS_PREFIXES))
                 naive = await procs.start_naive(children, logs, backend.port, token)
                 ctx.targets["naive"] = Target(naive, "/p/")  # no TLS row: its client has no CA option
