@@ -32,11 +32,11 @@ LEGEND = """
 How each row is measured (bench/run.py; raw numbers per round in latest.json):
 - wrk rows: every target once per round, in this order, for the rounds stated above (before each
   measured run a warm-up of ≥ 200 GETs over as many connections); req/s and latencies are medians
-  over rounds; "÷ direct" is
-  target ÷ direct req/s within each round, given as median (min-max over rounds); "added over
-  direct" likewise per round. CPU µs/request: utime+stime of the target's processes (nginx with its
-  worker; direct = the backend) from /proc/PID/stat before and after each measured run, divided by
-  the requests wrk completed; "bearerd CPU ÷ nginx CPU" is formed per round.
+  over rounds; "÷ direct" is target ÷ direct req/s within each round, given as median (min … max
+  over rounds); "added over direct" likewise per round. CPU µs/request: utime+stime of the
+  target's processes (nginx with its worker; direct = the backend) from /proc/PID/stat before and
+  after each measured run, divided by the requests wrk completed; "bearerd CPU ÷ nginx CPU" is
+  formed per round.
 - TLS upstream: the backend also serves HTTPS with a private CA (trustme); each proxy verifies it
   (bearerd: the credential's ca_file; nginx: proxy_ssl_trusted_certificate; Caddy: tls_trust_pool),
   direct = wrk against the HTTPS backend.
@@ -88,13 +88,13 @@ def _added(values: dict[str, float | None]) -> dict[str, float | None]:
 
 
 def _spread_text(sp: dict[str, Any] | None, digits: int, suffix: str = "") -> str | None:
-    """``median (min-max)`` of a rounds.spread, or just the median when there was one round."""
+    """``median (min … max)`` of a rounds.spread, or just the median when there was one round."""
     if sp is None:
         return None
     median = f"{sp['median']:,.{digits}f}{suffix}"
     if len(sp.get("rounds", ())) < 2:
         return median
-    return f"{median} ({sp['min']:,.{digits}f}-{sp['max']:,.{digits}f})"
+    return f"{median} ({sp['min']:,.{digits}f} … {sp['max']:,.{digits}f})"
 
 
 def _spreads(s: dict[str, Any], name: str, key: str) -> dict[str, dict[str, Any] | None]:
@@ -115,7 +115,7 @@ def _wrk_rows(s: dict[str, Any], name: str, label: str, goal: float | None) -> l
     target = f"≥ {goal}x direct" if goal else ""
     rows = [Row(f"{label} req/s{rounds_note}", rps, 0, target, met, b, ratio_text=_spread_text(vs["bearerd"], 2, "x"))]
     text = {t: v for t, sp in vs.items() if t != "direct" and (v := _spread_text(sp, 2)) is not None}
-    rows.append(Row("  ÷ direct per round, median (min-max)", {}, 2, "", None, text=text))
+    rows.append(Row("  ÷ direct per round, median (min … max)", {}, 2, "", None, text=text))
     if name == "small_c1":
         for pct, limit in LATENCY_GOALS.items():
             lat = _per_target(s, name, f"{pct}_ms")
@@ -132,7 +132,7 @@ def _wrk_rows(s: dict[str, Any], name: str, label: str, goal: float | None) -> l
     c = _median(vs_nginx)
     text = {"bearerd": v} if (v := _spread_text(vs_nginx, 2, "x")) is not None else {}
     rows.append(
-        Row("  bearerd CPU ÷ nginx CPU, median (min-max)", {"bearerd": c}, 2, f"≤ {CPU_GOAL:g}x nginx",
+        Row("  bearerd CPU ÷ nginx CPU, median (min … max)", {"bearerd": c}, 2, f"≤ {CPU_GOAL:g}x nginx",
             None if c is None else c <= CPU_GOAL, text=text)
     )  # fmt: skip
     errors = {t: float((_get(s, name, t, "errors") or 0) + (_get(s, name, t, "non2xx3xx") or 0)) for t in TARGETS}
@@ -287,7 +287,7 @@ def write_png(path: Path, results: dict[str, Any]) -> None:
     _grouped(ax1, len(labels), medians, colors, "%.2f", spreads)
     ax1.set_xticks(range(len(labels)), [lbl for _, lbl in labels])
     ax1.axhline(SMALL_GOAL, color="red", ls="--", lw=1, label=f"target c=32, c=256 ({SMALL_GOAL}x)")
-    ax1.set_title("small GET req/s ÷ direct (median of rounds; bars: min-max)")
+    ax1.set_title("small GET req/s ÷ direct (median of rounds; whiskers: min … max)")
     ax1.set_ylabel("req/s ÷ direct req/s")
     top = max([1.0] + [float(sp["max"]) for v in spreads.values() for sp in v if sp])
     ax1.set_ylim(0, top * 1.25)

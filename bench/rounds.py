@@ -3,7 +3,7 @@
 Each round runs every target once, in the same order (A B C … A B C …), so a busy minute on a
 shared machine lands on one round of every target instead of on every round of one. Comparisons
 (target ÷ direct req/s, target - direct latency, CPU ÷ nginx's CPU) are formed inside a round,
-then their median is reported with the min-max across rounds: the spread says how far to trust
+then their median is reported with the min … max across rounds: the spread says how far to trust
 the median. The raw rounds stay in ``latest.json`` beside these summaries.
 """
 
@@ -18,7 +18,7 @@ SUMS = ("requests", "errors", "non2xx3xx")
 
 
 def spread(values: list[float]) -> dict[str, Any] | None:
-    """Median and min-max of per-round values; None when there are none."""
+    """Median and min … max of per-round values; None when there are none."""
     if not values:
         return None
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "rounds": values}
