@@ -41,7 +41,8 @@ How each row is measured (bench/run.py; raw numbers per round in latest.json):
   (bearerd: the credential's ca_file; nginx: proxy_ssl_trusted_certificate; Caddy: tls_trust_pool),
   direct = wrk against the HTTPS backend.
 - streaming: one curl transfer per target; nginx with proxy_buffering/proxy_request_buffering off;
-  peak RSS is VmHWM after resetting it (clear_refs) just before the transfer.
+  peak RSS is VmHWM after resetting it (clear_refs) just before the transfer; CPU s per GiB from
+  /proc/PID/stat around it.
 - 1,000 concurrent over TLS: a fresh bearerd; 1,000 connections opened, then one GET each to a
   1 s (quick: 0.2 s) HTTPS endpoint through a pool of 64 connections (pool_wait_s long enough for
   all); peak = VmHWM reset just before. Per pooled TLS connection = (RSS with the pool's 64
@@ -180,6 +181,9 @@ def build_rows(results: dict[str, Any]) -> list[Row]:
             b, n = gbps.get("bearerd"), gbps.get("nginx")
             met = None if b is None or n is None else b >= 2 * n
             rows.append(Row(f"{name} {size} (GB/s)", gbps, 2, "≥ 2x nginx (buffering off)", met, _ratio(gbps)))
+            gib = (_get(s, name, "bytes") or 0) / 2**30
+            cpu = {t: v / gib if v is not None and gib else None for t, v in _per_target(s, name, "cpu_s").items()}
+            rows.append(Row("  CPU s per GiB", cpu, 2, "", None))
             rss = _per_target(s, name, "peak_rss_mb")
             b = rss.get("bearerd")
             rows.append(Row(f"  peak RSS during {name} (MB)", rss, 1, f"≤ {STREAM_RSS_MB} MB",
