@@ -54,7 +54,7 @@ APP_ID_URI = "api://bearerd-bench"
 SCOPE = APP_ID_URI + "/.default"
 MB = 1e6
 SCENARIOS = (
-    "small_c1", "small_c32", "small_c256", "small_tls_c32", "download", "upload", "tls_inflight", "idle",
+    "small_c1", "small_c32", "small_c256", "small_tls_c32", "download", "upload", "idle", "tls_inflight",
     "cold_start", "token_hit", "fleet",
 )  # fmt: skip
 ALIASES = {"small": SCENARIOS[:4], "stream": ("download", "upload"), "tls": ("small_tls_c32", "tls_inflight")}
