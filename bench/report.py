@@ -2,12 +2,15 @@
 
 The table and its targets live here (not in the scenarios) so the numbers gathered and the
 judgement passed on them stay separate: re-rendering an old ``latest.json`` needs no re-run.
+
+    .venv/bin/python bench/report.py [bench/results/latest.json]   → rewrites latest.md and latest.png beside it
 """
 
 from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -243,6 +246,35 @@ def markdown(rows: list[Row], legend: bool = True) -> str:
     return "\n".join(lines) + "\n" + (LEGEND if legend else "")
 
 
+def caption(results: dict[str, Any]) -> str:
+    m, run = results.get("machine", {}), results.get("run", {})
+    plan = run.get("plan", {})
+    return (
+        f"bearerd benchmark ({'quick' if run.get('quick') else 'full'}), {m.get('date')}: {m.get('nproc')}x "
+        f"{m.get('cpu_model')}, Linux {m.get('kernel')}, Python {m.get('python')}, aiohttp {m.get('aiohttp')}, "
+        f"{m.get('wrk')}, {m.get('nginx') or 'no nginx'}, {m.get('caddy') or 'no caddy'}; "
+        f"bearerd access_log={run.get('bearerd_access_log')}; {plan.get('rounds')} interleaved round(s) of "
+        f"{plan.get('wrk_s')} s per wrk row; load average (1, 5, 15 min) {results.get('load_before')} before, "
+        f"{results.get('load_after')} after; wall time {run.get('wall_s', 0):.0f} s.\n\n"
+    )
+
+
+def document(results: dict[str, Any]) -> str:
+    """``latest.md``: the caption, the table with its legend, and any notes (a skipped peer)."""
+    notes = "".join(f"\n- {note}" for note in results.get("notes", ()))
+    errors = "".join(f"\n- scenario {name} failed: {error}" for name, error in results.get("errors", {}).items())
+    tail = notes + errors
+    return caption(results) + markdown(build_rows(results)) + tail + ("\n" if tail else "")
+
+
+def main() -> None:
+    source = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent / "results" / "latest.json"
+    results: dict[str, Any] = json.loads(source.read_text())
+    (source.parent / "latest.md").write_text(document(results))
+    write_png(source.parent / "latest.png", results)
+    print(f"wrote {source.parent}/latest.md, latest.png")
+
+
 def write_json(path: Path, results: dict[str, Any]) -> None:
     path.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
 
@@ -336,9 +368,14 @@ def write_png(path: Path, results: dict[str, Any]) -> None:
     plan = _get(results, "run", "plan") or {}
     fig.suptitle(
         f"bearerd benchmark — {m.get('nproc')} CPU {m.get('cpu_model', '')}, {m.get('date', '')}, "
-        f"{plan.get('rounds', '?')} round(s), load before {results.get('load_before', '?')}",
+        f"{plan.get('rounds', '?')} round(s), load {results.get('load_before', '?')} before, "
+        f"{results.get('load_after', '?')} after",
         fontsize=10,
     )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

@@ -558,19 +558,8 @@ def main() -> int:
         "wall_s": round(wall, 1),
         "units": {"MB": "1e6 bytes", "GB/s": "1e9 bytes/s", "latency": "ms"},
     }
-    m = results.get("machine", {})
-    caption = (
-        f"bearerd benchmark ({'quick' if args.quick else 'full'}), {m.get('date')}: {m.get('nproc')}x "
-        f"{m.get('cpu_model')}, Linux {m.get('kernel')}, Python {m.get('python')}, aiohttp {m.get('aiohttp')}, "
-        f"{m.get('wrk')}, {m.get('nginx') or 'no nginx'}, {m.get('caddy') or 'no caddy'}; "
-        f"bearerd access_log={args.access_log}; {plan.rounds} interleaved round(s) of {plan.wrk_s} s per wrk row; "
-        f"load average before {results['load_before']}; wall time {wall:.0f} s.\n\n"
-    )
-    notes = "".join(f"\n- {note}" for note in results["notes"])
-    table = caption + report.markdown(report.build_rows(results)) + notes + ("\n" if notes else "")
+    table = report.document(results)
     print(table)
-    for name, error in results["errors"].items():
-        print(f"scenario {name} failed: {error}")
     report.write_json(args.out / "latest.json", results)
     (args.out / "latest.md").write_text(table)
     report.write_png(args.out / "latest.png", results)
