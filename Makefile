@@ -31,7 +31,7 @@ lint: $(STAMP)                 ## ruff + mypy --strict + hadolint
 	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
 
-bench: $(STAMP)                ## bench/run.py: direct vs nginx vs naive proxy vs bearerd (~2 min; BENCH_ARGS=--quick)
+bench: $(STAMP)                ## bench/run.py: direct vs nginx vs Caddy vs naive proxy vs bearerd (~5 min; BENCH_ARGS=--quick: ~1 min)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 

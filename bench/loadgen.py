@@ -35,7 +35,6 @@ done = function(summary, latency, requests)
 end
 """
 
-
 async def run_tool(argv: list[str], timeout_s: float) -> str:
     """Run a short-lived tool; killed if the harness is cancelled (Ctrl-C) or it overruns."""
     proc = await asyncio.create_subprocess_exec(
@@ -82,6 +81,30 @@ async def wrk(url: str, threads: int, conns: int, seconds: float, script: Path) 
         p99_ms=r["p99_us"] / 1000,
         max_ms=r["max_us"] / 1000,
     )
+
+
+async def warm(url: str, conns: int, per_conn: int, timeout_s: float = 30) -> int:
+    """Warm a target before a measured run: ``conns`` keep-alive clients, ``per_conn`` GETs each.
+
+    Sized so the target's upstream pool opens the connections the run will use; not wrk, because
+    wrk always runs for its whole ``-d`` (whole seconds). TLS is not verified here (wrk does not
+    either); the proxies under test verify their upstream. Returns how many answered 200.
+    """
+    ok = 0
+    connector = aiohttp.TCPConnector(limit=conns, ssl=False)
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def client() -> None:
+            nonlocal ok
+            for _ in range(per_conn):
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with session.get(url) as resp:
+                        await resp.read()
+                        ok += resp.status == 200
+
+        await asyncio.gather(*(client() for _ in range(conns)))
+    return ok
 
 
 async def curl_download(url: str) -> tuple[float, int]:
@@ -204,4 +227,81 @@ async def cold_burst(url: str, count: int) -> ColdResult:
         first_ttfb_ms=min(ttfb, default=float("nan")) * 1000,
         last_ttfb_ms=max(ttfb, default=float("nan")) * 1000,
         statuses=statuses,
+    )
+
+
+@dataclass
+class InflightResult:
+    requests: int
+    completed: int  # answered 200
+    failed: int
+    statuses: dict[str, int]
+    connect_s: float  # opening every connection, before any request is sent
+    total_s: float  # the first request sent → the last answer read
+    slowest_s: float
+
+
+async def concurrent_once(port: int, path: str, count: int, timeout_s: float) -> InflightResult:
+    """``count`` connections opened first, then one GET sent on each at once: ``count`` in flight together.
+
+    Raw asyncio streams (no client library, no pool): the harness's side costs a read and a write
+    per connection, so a 1 s upstream keeps every request in flight while the proxy is measured.
+    """
+    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode()
+    gate = asyncio.Semaphore(200)
+    statuses: dict[str, int] = {}
+
+    def count_as(key: str) -> None:
+        statuses[key] = statuses.get(key, 0) + 1
+
+    async def connect() -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        async with gate:
+            try:
+                return await asyncio.open_connection("127.0.0.1", port)
+            except OSError as exc:
+                count_as(type(exc).__name__)
+                return None
+
+    slowest = 0.0
+
+    async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sent: float) -> None:
+        nonlocal slowest
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = head.split(b" ", 2)[1].decode()
+            length = next(
+                (int(h.split(b":", 1)[1]) for h in head.split(b"\r\n") if h.lower().startswith(b"content-length:")),
+                None,
+            )
+            await (reader.readexactly(length) if length is not None else reader.read())
+            count_as(status)
+            slowest = max(slowest, time.monotonic() - sent)
+        except (OSError, ValueError, IndexError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+            count_as(type(exc).__name__)
+        finally:
+            writer.close()
+
+    started = time.monotonic()
+    opened = [c for c in await asyncio.gather(*(connect() for _ in range(count))) if c is not None]
+    connected = time.monotonic()
+    for _, writer in opened:
+        writer.write(request)
+    sent = time.monotonic()
+    tasks = [asyncio.ensure_future(exchange(reader, writer, sent)) for reader, writer in opened]
+    try:
+        _, pending = await asyncio.wait(tasks, timeout=timeout_s)
+    finally:
+        for task in tasks:
+            task.cancel()
+    for _ in pending:
+        count_as("TimeoutError")
+    finished = time.monotonic()
+    return InflightResult(
+        requests=count,
+        completed=statuses.get("200", 0),
+        failed=count - statuses.get("200", 0),
+        statuses=statuses,
+        connect_s=connected - started,
+        total_s=finished - sent,
+        slowest_s=slowest,
     )

