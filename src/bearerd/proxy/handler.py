@@ -193,9 +193,13 @@ class Proxy:
         body, replayable = await self._request_body(request, up, exchange)
         path = target.upstream_target()
 
+        method, pool, read_timeout_s = request.method, up.pool, up.read_timeout_s
+
         async def attempt(with_token: str | None) -> UpstreamResponse:
+            # Redirects are never followed: a token goes to this route's upstream and nowhere else.
             sent = headers if with_token is None else [*headers, ("Authorization", "Bearer " + with_token)]
-            return await upstream.send(up, request.method, path, sent, body)
+            with upstream.upstream_errors(read_timeout_s):
+                return await pool.request(method, path, sent, body, read_timeout_s=read_timeout_s)
 
         upstream_started = time.perf_counter()
         response, exchange.retried = await send_with_token(

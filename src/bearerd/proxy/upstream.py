@@ -8,14 +8,15 @@ nobody left to answer.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from types import TracebackType
 
-from bearerd.errors import UpstreamBusy, UpstreamTimeout, UpstreamUnreachable
+from bearerd.errors import ProxyError, UpstreamBusy, UpstreamTimeout, UpstreamUnreachable
 from bearerd.h1 import (
+    ClientGone,
+    H1Error,
     PoolBusy,
     Request,
-    UpstreamClosedError,
     UpstreamConnectError,
     UpstreamProtocolError,
     UpstreamResponse,
@@ -23,49 +24,53 @@ from bearerd.h1 import (
     UpstreamTLSError,
 )
 from bearerd.proxy.exchange import Exchange
-from bearerd.proxy.routing import Upstream
 
 Body = bytes | AsyncIterator[bytes] | None
 _PHASES = {"connect": "connecting", "request": "while receiving the request", "response": "", "body": "mid-body"}
 
 
-@contextmanager
-def upstream_errors(timeout_s: float) -> Iterator[None]:
-    """The upstream's failures as problems (their messages name what failed, never a header value)."""
-    try:
-        yield
-    except PoolBusy as exc:
-        raise UpstreamBusy(
+class upstream_errors:
+    """The upstream's failures as problems (their messages name what failed, never a header value).
+
+    A class rather than a generator-based context manager: it wraps every upstream call."""
+
+    __slots__ = ("_timeout_s",)
+
+    def __init__(self, timeout_s: float) -> None:
+        self._timeout_s = timeout_s
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if exc is not None and isinstance(exc, H1Error) and not isinstance(exc, ClientGone):
+            raise _problem(exc, self._timeout_s) from exc
+
+
+def _problem(exc: H1Error, timeout_s: float) -> ProxyError:
+    if isinstance(exc, PoolBusy):
+        return UpstreamBusy(
             "every connection to the upstream stayed busy (route pool_max_connections); try again shortly",
             retry_after=exc.retry_after_s,
-        ) from exc
-    except UpstreamTimeoutError as exc:
+        )
+    if isinstance(exc, UpstreamTimeoutError):
+        if exc.phase == "connect":
+            return UpstreamTimeout("connecting to the upstream timed out (route connect_timeout_s)")
         during = _PHASES[exc.phase]
-        raise UpstreamTimeout(
+        return UpstreamTimeout(
             f"the upstream did not answer{' ' + during if during else ''} within {timeout_s:g} s (route timeout_s)"
-            if exc.phase != "connect"
-            else "connecting to the upstream timed out (route connect_timeout_s)"
-        ) from exc
-    except UpstreamTLSError as exc:
+        )
+    if isinstance(exc, UpstreamTLSError):
         if exc.verify_failed:
-            raise UpstreamUnreachable(
+            return UpstreamUnreachable(
                 "TLS certificate of the upstream could not be verified; add its CA with ca_file on the credential"
-            ) from exc
-        raise UpstreamUnreachable(f"TLS handshake with the upstream failed ({exc.reason})") from exc
-    except UpstreamConnectError as exc:
-        raise UpstreamUnreachable(f"cannot connect to the upstream ({exc.reason})") from exc
-    except UpstreamProtocolError as exc:
-        raise UpstreamUnreachable(f"the upstream sent an invalid response ({exc})") from exc
-    except UpstreamClosedError as exc:
-        raise UpstreamUnreachable(f"the upstream connection failed ({exc})") from exc
-
-
-async def send(
-    upstream: Upstream, method: str, target: str, headers: list[tuple[str, str]], body: Body
-) -> UpstreamResponse:
-    """One request to the upstream; redirects are never followed (a token goes nowhere else)."""
-    with upstream_errors(upstream.read_timeout_s):
-        return await upstream.pool.request(method, target, headers, body, read_timeout_s=upstream.read_timeout_s)
+            )
+        return UpstreamUnreachable(f"TLS handshake with the upstream failed ({exc.reason})")
+    if isinstance(exc, UpstreamConnectError):
+        return UpstreamUnreachable(f"cannot connect to the upstream ({exc.reason})")
+    if isinstance(exc, UpstreamProtocolError):
+        return UpstreamUnreachable(f"the upstream sent an invalid response ({exc})")
+    return UpstreamUnreachable(f"the upstream connection failed ({exc})")
 
 
 async def read_head(response: UpstreamResponse, limit: int) -> bytes:
