@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -137,6 +137,10 @@ class Metrics:
         """Report seconds until each route's token expires, read at scrape time."""
         self.registry.register(_ExpiryCollector(source))
 
+    def watch_log_drops(self, source: Callable[[], int]) -> None:
+        """Report the log lines dropped because the log reader stalled (``logwriter.py``), read at scrape time."""
+        self.registry.register(_LogDropCollector(source))
+
 
 class _ExpiryCollector(Collector):
     def __init__(self, source: Callable[[], Iterable[tuple[str, str, float | None]]]) -> None:
@@ -152,3 +156,15 @@ class _ExpiryCollector(Collector):
             if seconds is not None:
                 family.add_metric([route, credential], seconds)
         yield family
+
+
+class _LogDropCollector(Collector):
+    def __init__(self, source: Callable[[], int]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterable[Metric]:
+        yield CounterMetricFamily(
+            "bearerd_log_lines_dropped",
+            "Log lines dropped because the log reader (stdout) did not keep up",
+            value=self._source(),
+        )

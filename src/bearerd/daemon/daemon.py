@@ -17,6 +17,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from bearerd.config.loader import Config
+from bearerd.logwriter import dropped_lines
 from bearerd.metrics import Metrics
 from bearerd.proxy.accounting import Accounting
 from bearerd.proxy.clientkey import ClientKeyCheck
@@ -60,6 +61,7 @@ class Daemon:
         self._proxy: Proxy | None = None
         self._listeners: Listeners | None = None
         self.metrics.watch_token_expiry(self._token_expiry)
+        self.metrics.watch_log_drops(dropped_lines)
 
     @property
     def registry(self) -> CollectorRegistry:
