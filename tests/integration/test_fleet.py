@@ -21,7 +21,7 @@ import pytest
 from bearerd.config.loader import Config, load_config
 from bearerd.daemon.daemon import Daemon
 from bearerd.emulator import EmulatorStack
-from bearerd.errors import ConfigError
+from bearerd.errors import ConfigError, TokenUnavailable
 from bearerd.tokens.aead import SealBroken, Sealer
 from bearerd.tokens.fleet import FleetSource
 from support.configs import TEST_APPS, render_toml, stack_tables, user_config
@@ -431,3 +431,55 @@ async def test_a_sign_in_anywhere_reaches_replicas_that_never_had_one(
         assert code == 0 and "Shared with the fleet" in out
         for replica in replicas:
             assert await replica.wait_ready(within_s=10)
+
+
+async def test_a_refusal_backs_off_once_for_the_whole_fleet(
+    stack: EmulatorStack, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Issue 16: a refusal the identity provider will repeat backs off exponentially, and five
+    replicas sharing Redis make the calls of one — each step of the backoff is one call for the
+    fleet, and every replica waits the step's whole delay. Time is a fake clock for the replicas
+    and, for Redis, the shared wait's key is expired by hand when its time has come."""
+    from bearerd.tokens.backoff import REFUSAL_BASE_S, REFUSAL_CAP_S
+    from bearerd.tokens.fleet import Fleet
+    from bearerd.tokens.identity import CredentialClient
+    from bearerd.tokens.provider import TokenProvider
+    from bearerd.tokens.sources import LocalSource
+    from support.clock import FakeClock
+
+    stack.entra.clients[stack.secret_client_id].secret = "rotated-elsewhere"  # every replica's secret is refused
+    clock = FakeClock()
+    scopes = (stack.apps["secretapi"].scope,)
+    async with AsyncExitStack() as exits:
+        providers: list[TokenProvider] = []
+        for i in range(5):
+            config = fleet_settings(stack, redis_server, tmp_path, f"r{i}")
+            fleet = Fleet.for_config(config)
+            await fleet.start()
+            exits.push_async_callback(fleet.close)
+            client = CredentialClient.for_config(config, "emu-secret")
+            exits.callback(client.close)
+            source = fleet.source(LocalSource(client, scopes))
+            provider = TokenProvider(source, "emu-secret", scopes, clock=clock, call_later=clock.call_later)
+            exits.push_async_callback(provider.close)
+            providers.append(provider)
+        first = providers[0].source
+        assert isinstance(first, FleetSource)
+        redis = redis_server.client()
+        exits.push_async_callback(redis.aclose)
+
+        async def refused(provider: TokenProvider) -> float:
+            with pytest.raises(TokenUnavailable) as info:
+                await provider.fetch()
+            assert "invalid_client" in info.value.detail
+            assert info.value.retry_after is not None
+            return info.value.retry_after
+
+        for step in range(1, 5):
+            waits = await asyncio.gather(*(refused(p) for p in providers))
+            assert stack.entra.token_calls(stack.secret_client_id) == step  # one call per step, not five
+            ceiling = min(REFUSAL_CAP_S, REFUSAL_BASE_S * 2 ** (step - 1))
+            for wait in waits:  # every replica waits the fleet's backed-off delay, growing each step
+                assert ceiling / 2 - 1 <= wait <= ceiling
+            await redis.delete(first.failure_key)  # the shared wait is over for Redis...
+            await clock.advance(ceiling)  # ...and for the replicas

@@ -126,7 +126,7 @@ async def test_429_retry_after_honoured_then_recovers(stack: EmulatorStack, prov
 async def test_each_failure_kind_recovers_within_one_backoff_step(
     stack: EmulatorStack, tmp_path: Path, fault: Fault, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("bearerd.tokens.provider.BACKOFF_BASE_S", 0.2)
+    monkeypatch.setattr("bearerd.tokens.backoff.BACKOFF_BASE_S", 0.2)
     providers = Providers(settings_for(stack, tmp_path))
     try:
         stack.entra.faults.push(fault, times=1)

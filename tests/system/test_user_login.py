@@ -77,6 +77,33 @@ async def test_revoked_sign_in_is_login_required(stack: EmulatorStack, tmp_path:
     assert body["type"] == "urn:bearerd:problem:login-required" and "invalid_grant" in body["detail"]
 
 
+async def test_a_revoked_sign_in_is_not_asked_again_until_a_new_login(stack: EmulatorStack, tmp_path: Path) -> None:
+    """Issue 16: the revoked refresh token was re-sent every 2 s, forever. Now it backs off (the
+    identity provider would refuse it again) and a new `bearerd login` ends the wait at once."""
+    from bearerd.tokens.backoff import REFUSAL_BASE_S
+
+    config, settings = user_config(stack, tmp_path)
+    assert (await run_login(stack, config))[0] == 0
+    stack.entra.users.revoke(stack.user)
+
+    def refreshes() -> int:
+        calls = stack.entra.calls
+        return sum(1 for c in calls if c.client_id == stack.public_client_id and c.grant_type == "refresh_token")
+
+    async with start(settings) as running:
+        for _ in range(20):
+            async with running.session.get(running.url("/secretapi/api/status")) as resp:
+                assert resp.status == 503
+                assert (await resp.json())["type"] == "urn:bearerd:problem:login-required"
+        assert refreshes() == 1
+        async with running.session.get(running.admin + "/readyz") as resp:
+            route = (await resp.json())["routes"]["secretapi"]
+        assert route["retry_in_s"] >= REFUSAL_BASE_S / 2 - 1  # backing off, not "again in 2 s"
+        assert (await run_login(stack, config))[0] == 0  # the user signs in again
+        assert await running.daemon.wait_ready(within_s=10)  # noticed from the cache file, not the clock
+        assert refreshes() == 2
+
+
 async def test_daemon_notices_a_login_made_while_it_runs(stack: EmulatorStack, tmp_path: Path) -> None:
     config, settings = user_config(stack, tmp_path)
     async with start(settings) as running:

@@ -189,7 +189,14 @@ class Daemon:
         self.providers = providers
         self.config = applied
         await providers.close_unused(old)
+        kept = set(map(id, old.all()))
         for provider in providers.all():
+            # A reload is what an operator does after fixing a refusal (a secret, a consent): ask
+            # again now — also past the fleet's shared wait, which the reload may have outdated.
+            if id(provider) in kept:
+                provider.reset_backoff("reload")
+            else:
+                provider.lift_shared_failures()
             provider.warm_up()
         return not_applied
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import msal
 import requests
+import structlog
 
 from bearerd.config.environment import Egress
 from bearerd.config.loader import Config
@@ -37,13 +38,17 @@ from bearerd.config.schema import (
     DeviceCodeCredential,
     ManagedIdentityCredential,
 )
-from bearerd.config.secrets import CredentialSecrets
+from bearerd.config.secrets import CredentialSecrets, credential_secrets
 from bearerd.errors import ConfigError, first_line
+from bearerd.logs import REDACTOR
+from bearerd.tokens import credfiles
+from bearerd.tokens.backoff import will_repeat
 from bearerd.tokens.keyring import KeyringUnavailable, choose_sealer
 from bearerd.tokens.msal_http import MsalSession, tls_context
 from bearerd.tokens.results import AcquiredToken, IdentityProviderError, SignInRequired
 from bearerd.tokens.usercache import PersistentTokenCache, cache_path
 
+log = structlog.get_logger("bearerd.tokens")
 
 class _NoReplayCache(dict[Any, Any]):
     """An ``http_cache`` that remembers nothing.
@@ -94,11 +99,6 @@ def _client_credential(
     return {"private_key": key, "thumbprint": material.thumbprint}
 
 
-_PERMANENT_ERRORS = frozenset(
-    {"invalid_client", "unauthorized_client", "invalid_scope", "invalid_request", "unsupported_grant_type"}
-)
-
-
 # Answers that mean "the user must sign in (again)", not "try again later".
 _INTERACTION_ERRORS = frozenset({"invalid_grant", "interaction_required", "consent_required", "login_required"})
 # How often a credential waiting for `bearerd login` looks at its cache file again (no network call).
@@ -124,8 +124,9 @@ class CredentialClient:
         self._session = MsalSession(self.ssl_context, egress, cred.connect_timeout_s, cred.timeout_s)
         self._app: msal.ClientApplication | msal.ManagedIdentityClient | None = None
         self._cache: msal.TokenCache = msal.TokenCache()
+        user_cache: Path | None = None
         if isinstance(cred, DeviceCodeCredential):
-            path = cache_path(state_dir or Path("."), name)
+            path = user_cache = cache_path(state_dir or Path("."), name)
             try:
                 sealer, protection = choose_sealer(cred.cache_protection, path)
             except KeyringUnavailable as exc:
@@ -140,6 +141,9 @@ class CredentialClient:
             self._cache = PersistentTokenCache(path, sealer, protection)
         self.login_command = f"bearerd login {name} -c {config_file}"
         self._build_lock = threading.Lock()
+        self._files = credfiles.credential_files(cred, user_cache)
+        self._secret_files = credfiles.secret_files(cred)
+        self._secret_stamp = credfiles.stamp(self._secret_files)
 
     @classmethod
     def for_config(cls, config: Config, name: str) -> CredentialClient:
@@ -159,6 +163,31 @@ class CredentialClient:
 
     def close(self) -> None:
         self._session.close()
+
+    def files_stamp(self) -> credfiles.Stamp:
+        """The files this credential signs in with, as they are now (see ``credfiles.py``)."""
+        return credfiles.stamp(self._files)
+
+    def _reread_changed_secrets(self) -> None:
+        """A secret or key file replaced since it was read: use the new one (a new MSAL app)."""
+        now = credfiles.stamp(self._secret_files)
+        if now == self._secret_stamp:
+            return
+        self._secret_stamp = now
+        try:
+            fresh, _ = credential_secrets(self.credential, {})  # only file sources are watched
+        except ValueError as exc:
+            log.warning("credential.file_unusable", credential=self.name, error=str(exc), using="the previous one")
+            return
+        REDACTOR.register(
+            v.get_secret_value()
+            for v in (fresh.client_secret, fresh.certificate.private_key_pem if fresh.certificate else None)
+            if v is not None
+        )
+        with self._build_lock:
+            self.secrets = fresh
+            self._app = None
+        log.info("credential.file_reread", credential=self.name, files=[str(p) for p in self._secret_files])
 
     def application(self) -> msal.ClientApplication | msal.ManagedIdentityClient:
         """The MSAL app, built on first use (its constructor runs discovery over the network)."""
@@ -236,11 +265,14 @@ class CredentialClient:
                 retry_after=LOGIN_RECHECK_S,
             )
         if isinstance(result, dict) and result.get("error") in _INTERACTION_ERRORS:
+            # The identity provider refused the refresh token: it will say so again until the user
+            # signs in (the cache file changes), so this backs off instead of asking every few seconds.
             raise SignInRequired(
                 f"the user must sign in again ({result.get('error')}: "
                 f"{first_line(str(result.get('error_description', '')), 120)}); run: {self.login_command}",
                 code="login_required",
-                retry_after=LOGIN_RECHECK_S,
+                permanent=True,
+                aadsts=_error_codes(result),
             )
         return result
 
@@ -252,6 +284,7 @@ class CredentialClient:
         cached token until 5 minutes before expiry and our early refresh would get nothing new.
         """
         self._session.begin()
+        self._reread_changed_secrets()
         try:
             result = self._request_token(scopes, claims)
         except IdentityProviderError:
@@ -286,13 +319,15 @@ class CredentialClient:
             raise IdentityProviderError("identity provider returned no result", code="malformed")
         if "error" in result:
             code = str(result.get("error"))
+            aadsts = _error_codes(result)
             raise IdentityProviderError(
                 f"identity provider refused: {code}: {first_line(str(result.get('error_description', '')))}",
                 code=code,
                 retry_after=self._session.retry_after(),
-                # A federated token may just be stale (rotation pending): that is worth retrying soon.
-                permanent=code in _PERMANENT_ERRORS
-                and not (code == "invalid_client" and isinstance(self.credential, ClientAssertionCredential)),
+                # Refusals that will be repeated back off to minutes; a change of the credential's
+                # files (a rotated federated token, a new secret) ends the wait (provider.py).
+                permanent=will_repeat(code, aadsts),
+                aadsts=aadsts,
             )
         token = result.get("access_token")
         if not isinstance(token, str) or not token:
@@ -301,6 +336,12 @@ class CredentialClient:
         refresh_on = result.get("refresh_on")
         refresh_in = float(refresh_on) - time.time() if isinstance(refresh_on, int | float) else None
         return AcquiredToken(value=token, expires_in=expires_in, refresh_in=refresh_in)
+
+
+def _error_codes(result: dict[str, Any]) -> tuple[int, ...]:
+    """Entra's AADSTS numbers (``error_codes``) of an error answer."""
+    codes = result.get("error_codes")
+    return tuple(c for c in codes if isinstance(c, int)) if isinstance(codes, list) else ()
 
 
 def _connection_reason(exc: requests.ConnectionError) -> str:

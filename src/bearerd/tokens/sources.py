@@ -25,6 +25,15 @@ class TokenSource(Protocol):
         satisfies a claims challenge. Raises ``IdentityProviderError``."""
         ...
 
+    def stamp(self) -> object:
+        """The credential's files as they are now (size, time, inode): a change can change the
+        identity provider's answer. Cheap (``stat`` calls), safe on the event loop."""
+        ...
+
+    async def forget_failures(self) -> None:
+        """Lift failures shared with others (a fleet's), because something changed here."""
+        ...
+
 
 class LocalSource:
     """MSAL, for this process alone."""
@@ -36,3 +45,9 @@ class LocalSource:
     async def acquire(self, claims: str | None, avoid: str | None) -> tuple[AcquiredToken, Origin]:
         # ``avoid`` needs no care here: every MSAL call fetches a new token from the identity provider.
         return await asyncio.to_thread(self.client.acquire, self.scopes, claims), "local"
+
+    def stamp(self) -> object:
+        return self.client.files_stamp()
+
+    async def forget_failures(self) -> None:
+        return None  # nothing shared
