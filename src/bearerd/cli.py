@@ -202,17 +202,27 @@ def _check(args: argparse.Namespace) -> int:
 
 
 async def _acquire_all(config: Config, names: list[str]) -> dict[str, tuple[str | None, str | None]]:
-    """One token per route through the same providers the daemon uses (no listeners started)."""
+    """One token per route through the same providers the daemon uses (no listeners started).
+
+    A failure is said as what failed and its fix: this command asks once and exits, so the
+    daemon's "retrying in N s" would promise a retry nobody makes.
+    """
+    from bearerd.tokens.advice import fix_for
     from bearerd.tokens.registry import Providers
 
     providers = Providers(config)
     out: dict[str, tuple[str | None, str | None]] = {}
     try:
         for name in names:
+            provider = providers.for_route(name)
             try:
-                out[name] = (await providers.for_route(name).fetch(), None)
+                out[name] = (await provider.fetch(), None)
             except ProxyError as exc:
-                out[name] = (None, exc.detail)
+                error = provider.last_error
+                if error is None:
+                    out[name] = (None, exc.detail)
+                else:
+                    out[name] = (None, f"{error} — fix: {fix_for(error, provider.credential)}")
     finally:
         await providers.aclose()
     return out

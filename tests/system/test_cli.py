@@ -12,7 +12,7 @@ import jwt
 
 from bearerd.emulator import EmulatorStack
 from support import REPO_ROOT
-from support.configs import ConfigWriter, stack_tables
+from support.configs import ConfigWriter, stack_tables, write_tables
 from support.processes import bearerd_cli, daemon_process
 
 ROOT = REPO_ROOT
@@ -57,6 +57,22 @@ async def test_check_acquire_reports_failure(stack: EmulatorStack, write_config:
     code, out, _ = await run_cli("check", "--acquire", "-c", str(path))
     assert code == 1
     assert re.search(r"secretapi\s+client_secret.*FAILED: .*invalid_scope", out), out
+    # What failed and the fix — not the daemon's "retrying in N s": this command retries nothing.
+    assert "retrying" not in out
+    assert re.search(r"FAILED: .*AADSTS500011.* — fix: \[credentials\.emu-secret\]: check the route's scopes", out), out
+
+
+async def test_token_says_what_failed_and_the_fix(stack: EmulatorStack, tmp_path: Path) -> None:
+    secret = tmp_path / "wrong-secret"
+    secret.write_text("not-the-registered-secret")
+    secret.chmod(0o600)
+    tables = stack_tables(stack)
+    tables["credentials.emu-secret"]["client_secret_file"] = str(secret)
+    code, out, err = await run_cli("token", "secretapi", "-c", str(write_tables(tmp_path / "c.toml", tables)))
+    assert code == 1 and out == ""
+    assert "retrying" not in err
+    assert "invalid_client: AADSTS7000215" in err
+    assert "fix: [credentials.emu-secret]: the client secret is wrong" in err and "client_secret_file" in err
 
 
 async def test_run_serves_and_stops_on_sigterm(

@@ -1,0 +1,26 @@
+"""One-shot commands' advice: the most precise fix an identity provider's answer allows."""
+
+from __future__ import annotations
+
+from bearerd.tokens.advice import fix_for
+from bearerd.tokens.results import IdentityProviderError, SignInRequired
+
+
+def test_the_aadsts_number_wins_over_the_oauth_code() -> None:
+    error = IdentityProviderError("refused", code="invalid_client", aadsts=(7000222,))
+    assert fix_for(error, "app") == (
+        "[credentials.app]: the client secret has expired: create a new one on the app registration "
+        "and update client_secret_file"
+    )
+
+
+def test_the_oauth_code_then_a_generic_fix() -> None:
+    assert "raise timeout_s" in fix_for(IdentityProviderError("slow", code="timeout"), "app")
+    assert fix_for(IdentityProviderError("?", code="something_new"), "app") == (
+        "check [credentials.app] and its app registration"
+    )
+
+
+def test_a_sign_in_points_at_its_login_command() -> None:
+    error = SignInRequired("no signed-in user; run: bearerd login alice -c f.toml", code="login_required")
+    assert fix_for(error, "alice") == "sign in with the command above"
