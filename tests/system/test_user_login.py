@@ -104,6 +104,21 @@ async def test_a_revoked_sign_in_is_not_asked_again_until_a_new_login(stack: Emu
         assert refreshes() == 2
 
 
+async def test_login_survives_an_identity_provider_closing_idle_connections(
+    stack: EmulatorStack, tmp_path: Path
+) -> None:
+    """Issue 16: the final poll met a pooled connection the identity provider had closed
+    (SSLEOFError) and the user's approval was lost. Here every poll after a 1 s wait finds its
+    connection closed; the poll is safe to repeat, so each is resent on a new connection."""
+    stack.entra.idle_close_s = 0.5  # the device flow polls every second: each poll meets a closed connection
+    config, _ = user_config(stack, tmp_path)
+    for _ in range(3):
+        code, out, err = await run_login(stack, config)
+        assert code == 0, err
+        assert "Signed in as alice@contoso.example" in out
+    assert stack.entra.closed_idle >= 3  # the closes really happened, at least once a run
+
+
 async def test_daemon_notices_a_login_made_while_it_runs(stack: EmulatorStack, tmp_path: Path) -> None:
     config, settings = user_config(stack, tmp_path)
     async with start(settings) as running:

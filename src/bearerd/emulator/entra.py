@@ -24,6 +24,7 @@ from typing import Any
 
 import jwt
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509 import load_pem_x509_certificate
 
@@ -122,6 +123,12 @@ class EntraEmulator:
         self.system_identity: str | None = None
         self.users = UserFlows(self.tokens, self.resources)
         self.identity_header = secrets.token_hex(16)
+        # Keep-alive that closes idle connections quickly: a request arriving on a connection idle
+        # at least this long finds it closed (the close crossed the request on the wire, which is
+        # what a client of a real short keep-alive sees now and then). None: connections stay.
+        self.idle_close_s: float | None = None
+        self.closed_idle = 0  # requests that met such a close
+        self._last_answer: dict[object, float] = {}  # client address -> when its last answer left
 
     # What tests read and set on the emulator; the issuer holds them.
     @property
@@ -191,8 +198,22 @@ class EntraEmulator:
 
     # -- HTTP ----------------------------------------------------------------------------------
 
+    @web.middleware
+    async def _keepalive(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+        last = self._last_answer.pop(peer, None)
+        if self.idle_close_s is not None and last is not None and time.monotonic() - last >= self.idle_close_s:
+            self.closed_idle += 1
+            assert request.transport is not None  # noqa: S101 - checked above
+            request.transport.abort()  # closed under the request: no answer, as after a keep-alive close
+            raise web.HTTPServiceUnavailable()  # never sent: the connection is gone
+        try:
+            return await handler(request)
+        finally:
+            self._last_answer[peer] = time.monotonic()
+
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self._keepalive])
         t = "/{tenant}"
         app.router.add_get(t + "/v2.0/.well-known/openid-configuration", self._discovery)
         app.router.add_get(t + "/discovery/v2.0/keys", self._jwks)
