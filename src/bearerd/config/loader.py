@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from bearerd.config import secrets as secret_sources
-from bearerd.config.environment import Egress, Runtime, default_state_dir
+from bearerd.config.environment import Egress, ManagedIdentityHost, Runtime, default_state_dir
 from bearerd.config.messages import describe_all
 from bearerd.config.schema import Settings
 from bearerd.config.secrets import Secrets
@@ -55,6 +55,7 @@ class Config:
     source_file: str = "<defaults>"
     state_dir: Path = field(default_factory=lambda: Path("."))
     warnings: tuple[str, ...] = ()
+    managed_identity: ManagedIdentityHost = field(default_factory=ManagedIdentityHost)
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
@@ -90,6 +91,7 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
         source_file=shown,
         state_dir=settings.state_dir or default_state_dir(env),
         warnings=tuple(warnings),
+        managed_identity=ManagedIdentityHost.from_environ(env),
     )
 
 

@@ -179,6 +179,7 @@ class Daemon:
             source_file=new.source_file,
             state_dir=self.config.state_dir,
             warnings=new.warnings,
+            managed_identity=self.config.managed_identity,
         )
         providers = Providers(
             applied, on_attempt=self.metrics.observe_acquisition, reuse=self.providers, fleet=self.fleet

@@ -549,7 +549,7 @@ class EntraEmulator:
                 return web.json_response({"error": "temporarily_unavailable"}, status=fault.status, headers=headers)
             try:
                 if kind == "app_service" and request.headers.get("X-IDENTITY-HEADER") != self.identity_header:
-                    raise EntraError(401, "invalid_request", 0, "X-IDENTITY-HEADER missing or wrong")
+                    raise EntraError(401, "invalid_request", 0, "Unauthorized")  # what App Service says
                 if kind == "imds" and request.headers.get("Metadata") != "true":
                     raise EntraError(400, "invalid_request", 0, "Required metadata header not specified")
                 client = self._identity_for(request)
@@ -562,6 +562,9 @@ class EntraEmulator:
                     )
             except EntraError as exc:
                 status = exc.status
+                if kind == "app_service":  # App Service's own shape (MSAL relabels it "invalid_scope")
+                    body = {"statusCode": exc.status, "message": exc.description, "correlationId": str(uuid.uuid4())}
+                    return web.json_response(body, status=exc.status)
                 return web.json_response({"error": exc.error, "error_description": exc.description}, status=exc.status)
             token = self._issue(resource, client)
             expires_on = int(time.time()) + self.token_lifetime_s

@@ -43,6 +43,8 @@ _BY_CODE: dict[str, str] = {
     "malformed": "the answer was not an identity provider's: check the authority URL (https://HOST/TENANT)",
     "assertion_file": "check token_file: it must be readable by bearerd",
     "bug": "this is a bug in bearerd: please report it with the log line token.acquire_crashed",
+    "mi_unauthorized": "set what the message names, as the host gives it",
+    "mi_unavailable": "run where a managed identity is assigned, or choose another kind",
 }
 
 

@@ -28,7 +28,7 @@ import msal
 import requests
 import structlog
 
-from bearerd.config.environment import Egress
+from bearerd.config.environment import Egress, ManagedIdentityHost
 from bearerd.config.loader import Config
 from bearerd.config.schema import (
     CertificateCredential,
@@ -44,6 +44,7 @@ from bearerd.logs import REDACTOR
 from bearerd.tokens import credfiles
 from bearerd.tokens.backoff import will_repeat
 from bearerd.tokens.keyring import KeyringUnavailable, choose_sealer
+from bearerd.tokens.managed_identity import explain
 from bearerd.tokens.msal_http import MsalSession, tls_context
 from bearerd.tokens.results import AcquiredToken, IdentityProviderError, SignInRequired
 from bearerd.tokens.usercache import PersistentTokenCache, cache_path
@@ -116,8 +117,10 @@ class CredentialClient:
         egress: Egress,
         state_dir: Path | None = None,
         config_file: str = "FILE",
+        managed_identity_host: ManagedIdentityHost | None = None,
     ) -> None:
         self.name = name
+        self.managed_identity_host = managed_identity_host or ManagedIdentityHost()
         self.credential = cred
         self.secrets = secrets
         self.ssl_context = tls_context(str(cred.ca_file) if cred.ca_file else None)
@@ -155,6 +158,7 @@ class CredentialClient:
             config.egress,
             config.state_dir,
             config.source_file,
+            config.managed_identity,
         )
 
     @property
@@ -277,6 +281,20 @@ class CredentialClient:
         return result
 
     def acquire(self, scopes: tuple[str, ...], claims: str | None = None) -> AcquiredToken:
+        """Blocking: a new token from the identity provider (see ``_acquire``); a managed identity's
+        failure is said as what happened and what to set (``managed_identity.py``)."""
+        try:
+            return self._acquire(scopes, claims)
+        except IdentityProviderError as exc:
+            if not isinstance(self.credential, ManagedIdentityCredential):
+                raise
+            resource = scopes[0].removesuffix("/.default")
+            explained = explain(exc, self.managed_identity_host, self._session.last_status(), resource)
+            if explained is exc:
+                raise
+            raise explained from exc
+
+    def _acquire(self, scopes: tuple[str, ...], claims: str | None = None) -> AcquiredToken:
         """Blocking: a new app-only token from the identity provider, never MSAL's cached copy.
 
         bearerd is the cache (one in-memory token per route, refreshed early), so every call here

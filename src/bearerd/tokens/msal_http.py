@@ -177,8 +177,14 @@ class MsalSession(requests.Session):
         self.mount("https://", _ContextAdapter(context))
 
     def begin(self) -> None:
-        """Start of an acquisition in this thread: forget an earlier Retry-After."""
+        """Start of an acquisition in this thread: forget an earlier Retry-After and status."""
         self._seen.retry_after = None
+        self._seen.status = None
+
+    def last_status(self) -> int | None:
+        """The HTTP status of the last answer during this thread's acquisition (MSAL drops it)."""
+        value: int | None = getattr(self._seen, "status", None)
+        return value
 
     def retry_after(self) -> float | None:
         """The identity provider's Retry-After (429/503) during this thread's acquisition."""
@@ -192,6 +198,7 @@ class MsalSession(requests.Session):
         if proxy and not kwargs.get("proxies"):
             kwargs["proxies"] = {"https": proxy, "http": proxy}
         response = super().request(method, url, *args, **kwargs)
+        self._seen.status = response.status_code
         if response.status_code in (429, 503):
             seconds = parse_retry_after(response.headers.get("Retry-After"))
             if seconds is not None:
