@@ -154,10 +154,19 @@ async def test_version_and_routes_table(write_config: ConfigWriter) -> None:
     assert any(r.startswith("otherapi") and "emu-cert" in r for r in rows)
 
 
-async def test_example_config_passes_check() -> None:
-    code, out, err = await run_cli("check", "-c", str(ROOT / "config" / "bearerd.example.toml"))
+async def test_example_config_passes_check_without_a_warning(tmp_path: Path) -> None:
+    # As systemd runs it (systemd/bearerd.service): the secret in $CREDENTIALS_DIRECTORY, mode 0600.
+    secret = tmp_path / "contoso-app"
+    secret.write_text("the-app-registrations-secret")
+    secret.chmod(0o600)
+    example = str(ROOT / "config" / "bearerd.example.toml")
+    code, out, err = await run_cli("check", "-c", example, env={"CREDENTIALS_DIRECTORY": str(tmp_path)})
     assert code == 0, err
     assert "OK" in out and "secretapi" in out
+    assert "warning" not in err.lower()  # the recommended secret source: nothing to warn about
+    # Without the secret where the example says, `check` names the variable, the table and the field.
+    code, _, err = await run_cli("check", "-c", example, env={"CREDENTIALS_DIRECTORY": str(tmp_path / "none")})
+    assert code == 2 and "[credentials.contoso-app]" in err and "contoso-app" in err
 
 
 async def test_check_refuses_bad_config_with_exit_2(tmp_path: Path) -> None:
