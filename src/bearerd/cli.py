@@ -113,7 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "demo":
             from bearerd.demo import run_demo
 
-            configure_logging(args.log_format or "auto", args.log_level or "warning", stream=sys.stderr)
+            # A newcomer watches it work: every request and token event, readable, in this terminal.
+            configure_logging(args.log_format or "console", args.log_level or "info", stream=sys.stderr)
             return eventloop.run(run_demo(args.port, args.workdir))
         if command == "emulator":
             from bearerd.demo import run_emulator

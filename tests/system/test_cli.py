@@ -112,12 +112,18 @@ async def test_demo_prints_curl_lines_that_work_and_exits_on_sigterm(tmp_path: P
             assert resp.status == 200
             assert (await resp.json())["status"] == "ok"
         proc.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(proc.wait(), 15)
+        _, err = await asyncio.wait_for(proc.communicate(), 15)
     finally:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
     assert proc.returncode == 0
+    # The demo's terminal shows what happened, in the console renderer (not JSON): the token
+    # event and the access line of the request just made.
+    log = err.decode()
+    assert re.search(r"token\.acquired .*credential=demo-app", log), log
+    assert re.search(r"\brequest .*method=GET .*route=secretapi .*status=200", log), log
+    assert '{"event"' not in log
 
 
 async def test_emulator_command_runs_until_sigterm(tmp_path: Path) -> None:
