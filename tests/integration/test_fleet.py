@@ -27,6 +27,7 @@ from bearerd.tokens.fleet import FleetSource
 from support.configs import TEST_APPS, render_toml, stack_tables, user_config
 from support.processes import run_login
 from support.redis_server import RedisServer
+from support.waiting import eventually
 from support.wire import log_events
 
 
@@ -106,11 +107,11 @@ async def test_twenty_replicas_cold_start_make_one_token_call(
 async def test_steady_state_is_one_call_per_refresh_window_for_the_fleet(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
-    lifetime = 4  # refreshed at half-life: one window every 2 s
+    lifetime = 3  # refreshed at half-life: one window every 1.5 s
     async with short_lived_fleet(tmp_path, redis_server, lifetime, replicas=20) as (stack, daemons, session):
         started = time.monotonic()
         statuses: list[int] = []
-        while time.monotonic() - started < 9:
+        while time.monotonic() - started < 6:  # four windows
             statuses += await hammer(session, daemons, per_replica=1)
             await asyncio.sleep(0.1)
         elapsed = time.monotonic() - started
@@ -250,7 +251,9 @@ async def test_one_failure_is_shared_not_repeated_by_every_replica(
     settings = [fleet_settings(stack, redis_server, tmp_path, f"r{i}") for i in range(10)]
     async with AsyncExitStack() as exits, aiohttp.ClientSession() as session:
         daemons = await start_replicas(exits, settings)
-        await asyncio.sleep(0.5)
+        providers = [d.providers.for_route("secretapi") for d in daemons]
+        # Every replica's warm-up has failed: one asked, the others adopted its shared failure.
+        await eventually(lambda: all(p.status().last_error is not None for p in providers), what="the warm-ups")
         statuses = await hammer(session, daemons, per_replica=1)
         assert set(statuses) == {503}
         assert stack.entra.token_calls(stack.secret_client_id) == 1
@@ -426,7 +429,9 @@ async def test_a_sign_in_anywhere_reaches_replicas_that_never_had_one(
     settings = [user_replica(stack, redis_server, tmp_path, name)[1] for name in ("b", "c")]
     async with AsyncExitStack() as exits:
         replicas = await start_replicas(exits, settings)  # neither has a sign-in, nor has the fleet
-        assert not await replicas[0].wait_ready(within_s=1)
+        first = replicas[0].providers.for_route("secretapi")
+        await eventually(lambda: first.status().last_error is not None, what="the first look at the cache")
+        assert not replicas[0].readiness()[0]
         code, out, _ = await run_login(stack, config_a)
         assert code == 0 and "Shared with the fleet" in out
         for replica in replicas:

@@ -67,13 +67,19 @@ async def test_new_connections_refused_after_sigterm(stack: EmulatorStack, write
         async with session.get(d.base + "/secretapi/stream?chunks=6&interval=0.25") as resp:
             await resp.content.readline()
             d.proc.send_signal(signal.SIGTERM)
-            await asyncio.sleep(0.3)
-            try:
-                async with aiohttp.ClientSession() as fresh, fresh.get(d.base + "/secretapi/api/status") as r2:
-                    refused = r2.status >= 500
-            except aiohttp.ClientConnectorError:
-                refused = True
-            assert refused
+            await d.wait_for_output(b'"event": "stopping"', within_s=10)
+
+            async def refused() -> bool:
+                try:
+                    async with aiohttp.ClientSession() as fresh, fresh.get(d.base + "/secretapi/api/status") as r2:
+                        return r2.status >= 500
+                except aiohttp.ClientConnectorError:
+                    return True
+
+            async with asyncio.timeout(10):  # the listeners close right after "stopping"
+                while not await refused():
+                    pass
+            assert not resp.content.at_eof()  # ...while the stream in flight is still being served
             await resp.content.read()
         assert await d.wait(15) == 0
 
@@ -83,7 +89,7 @@ async def test_second_sigint_exits_at_once(stack: EmulatorStack, write_config: C
         async with session.get(d.base + "/secretapi/stream?chunks=100&interval=0.2") as resp:
             await resp.content.readline()
             d.proc.send_signal(signal.SIGINT)
-            await asyncio.sleep(0.3)
+            await d.wait_for_output(b'"event": "stopping"', within_s=10)  # the first one was taken
             started = time.monotonic()
             d.proc.send_signal(signal.SIGINT)
             await d.wait(10)
@@ -135,7 +141,7 @@ async def test_sighup_reload_keeps_tokens_and_rejects_bad_config(
 
         config.write_text("this is = not [valid toml")
         d.proc.send_signal(signal.SIGHUP)
-        await asyncio.sleep(0.5)
+        await d.wait_for_output(b'"event": "reload.rejected"', within_s=10)
         async with session.get(d.base + "/again/api/status") as resp:
             assert resp.status == 200  # the old configuration stays
         async with session.get(d.admin + "/metrics") as resp:

@@ -18,6 +18,7 @@ from bearerd.emulator import EmulatorStack
 from support.configs import user_config
 from support.inprocess import start
 from support.processes import run_login
+from support.waiting import eventually
 from support.wire import log_events
 
 
@@ -36,7 +37,12 @@ async def test_without_login_requests_get_login_required_and_readyz_says_so(
             ready = await resp.json()
         assert ready["routes"]["secretapi"]["ready"] is False
         assert "bearerd login alice" in ready["routes"]["secretapi"]["last_error"]
-        await asyncio.sleep(2.5)  # a re-check of the cache file happened meanwhile
+
+        def looks() -> int:  # each look at the cache file (no call to Entra) is a debug line after the first
+            events = log_events(log_stream)
+            return sum(1 for e in events if e.get("event") == "token.acquire_failed" and e["credential"] == "alice")
+
+        await eventually(lambda: looks() >= 2, what="a second look at the cache file")
     caches = [e for e in log_events(log_stream) if e.get("event") == "token_cache"]
     assert caches and caches[0]["protection"].startswith("plain file, mode 0600")  # no keyring in this test
     warnings = [

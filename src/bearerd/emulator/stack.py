@@ -33,6 +33,9 @@ FEDERATED_ISSUER = "https://oidc.cluster.emulator/6f0e0000"
 FEDERATED_SUBJECT = "system:serviceaccount:default:legacy-app"
 
 
+SHUTDOWN_TIMEOUT_S = 0.5
+
+
 def _bound_socket() -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -87,7 +90,9 @@ class EmulatorStack:
         await self._stop()
 
     async def _serve(self, app: web.Application, sock: socket.socket, tls: bool) -> None:
-        runner = web.AppRunner(app, access_log=None)
+        # A stand-in stops without waiting for answers nobody awaits any more (a stalled stream, a
+        # slow endpoint whose client left): aiohttp's default would wait up to a minute for them.
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
         await runner.setup()
         self._runners.append(runner)
         site = web.SockSite(runner, sock, ssl_context=self._ca.server_context() if tls else None)

@@ -222,6 +222,11 @@ class TokenProvider:
             task.exception()
 
     @property
+    def acquiring(self) -> bool:
+        """Whether an acquisition is under way (for status and tests)."""
+        return self._inflight is not None
+
+    @property
     def last_error(self) -> IdentityProviderError | None:
         """Why the last acquisition failed (None after a success): for one-shot commands."""
         return self._last_error
