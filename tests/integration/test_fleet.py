@@ -222,10 +222,16 @@ async def test_killing_redis_under_load_fails_no_request(tmp_path: Path, redis_s
                 statuses.extend(await hammer(session, daemons, per_replica=2))
 
         loader = asyncio.create_task(load())
-        await asyncio.sleep(1)
+        await eventually(lambda: len(statuses) >= 50, what="the load running")
         await redis_server.stop()  # mid-window: refreshes now happen alone
-        await asyncio.sleep(lifetime * 1.5)
-        assert not any(d.fleet is not None and d.fleet.connected for d in daemons)
+        calls_at_kill = stack.entra.token_calls(stack.secret_client_id)
+        await eventually(lambda: not any(d.fleet is not None and d.fleet.connected for d in daemons), what="all alone")
+        # Every replica refreshes alone now (a window passes): five calls, one each, while requests flow.
+        await eventually(
+            lambda: stack.entra.token_calls(stack.secret_client_id) >= calls_at_kill + len(daemons),
+            within_s=lifetime * 5,
+            what="the replicas refreshing alone",
+        )
         await redis_server.start()
         for _ in range(100):
             if all(d.fleet is not None and d.fleet.connected for d in daemons):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import types
 from typing import Any
 
@@ -41,7 +40,6 @@ async def test_tokens_only_reach_their_routes_upstream(stack: EmulatorStack, wri
             b"CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\nConnection: close\r\n\r\n",
         ):
             await raw_problem(running.address, raw)
-        await asyncio.sleep(0.1)
     origins = {name: app.external_url.rstrip("/") for name, app in stack.apps.items()}
     assert outbound, "no outbound request observed"
     for target, authorization in outbound:
