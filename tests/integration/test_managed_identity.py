@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bearerd.config.loader import load_config
+from bearerd.config.loader import Config, load_config
 from bearerd.emulator import EmulatorStack
 from support.configs import render_toml, stack_tables
 from support.inprocess import start
@@ -23,6 +23,24 @@ _SOURCES = (
 )
 
 
+def mi_config(
+    stack: EmulatorStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], user: bool = False
+) -> Config:
+    """A managed-identity route with only ``env`` as the host's variables (inherited ones stripped)."""
+    for name in _SOURCES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    tables = stack_tables(stack, credential="mi")
+    credential: dict[str, object] = {"kind": "managed_identity", "ca_file": str(stack.ca_file)}
+    if user:
+        credential["client_id"] = stack.user_identity_id
+    tables["credentials.mi"] = credential
+    path = tmp_path / "c.toml"
+    path.write_text(render_toml(tables))
+    return load_config(path)
+
+
 @pytest.mark.parametrize(
     ("source", "identity"),
     [("app_service", {}), ("app_service", {"client_id": "user"}), ("imds", {}), ("imds", {"client_id": "user"})],
@@ -30,19 +48,9 @@ _SOURCES = (
 async def test_managed_identity_request(
     stack: EmulatorStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str, identity: dict[str, str]
 ) -> None:
-    for name in _SOURCES:
-        monkeypatch.delenv(name, raising=False)
-    for name, value in stack.managed_identity_environment(source).items():
-        monkeypatch.setenv(name, value)
-    tables = stack_tables(stack, credential="mi")
-    credential: dict[str, object] = {"kind": "managed_identity", "ca_file": str(stack.ca_file)}
-    if identity:
-        credential["client_id"] = stack.user_identity_id
-    tables["credentials.mi"] = credential
-    path = tmp_path / "c.toml"
-    path.write_text(render_toml(tables))
+    config = mi_config(stack, tmp_path, monkeypatch, stack.managed_identity_environment(source), bool(identity))
     async with (
-        start(load_config(path)) as running,
+        start(config) as running,
         running.session.get(running.url("/secretapi/api/status")) as resp,
     ):
         assert resp.status == 200
@@ -56,16 +64,8 @@ async def test_managed_identity_request(
 
 async def mi_detail(stack: EmulatorStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> str:
     """The problem detail a request gets with only ``env`` as the host's managed-identity variables."""
-    for name in _SOURCES:
-        monkeypatch.delenv(name, raising=False)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    tables = stack_tables(stack, credential="mi")
-    tables["credentials.mi"] = {"kind": "managed_identity", "ca_file": str(stack.ca_file)}
-    path = tmp_path / "c.toml"
-    path.write_text(render_toml(tables))
     async with (
-        start(load_config(path)) as running,
+        start(mi_config(stack, tmp_path, monkeypatch, env)) as running,
         running.session.get(running.url("/secretapi/api/status")) as resp,
     ):
         assert resp.status == 503
