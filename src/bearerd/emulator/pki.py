@@ -35,6 +35,20 @@ class LocalCA:
         return context
 
 
+_KEYS: dict[str, rsa.RSAPrivateKey] = {}
+
+
+def throwaway_rsa_key(role: str) -> rsa.RSAPrivateKey:
+    """The process's RSA key for one role of an emulator (token signing, a federated issuer, the
+    client certificate). A 2048-bit key takes ~30 ms to make and a test run starts hundreds of
+    emulator stacks, each needing three; the keys never leave the machine, and what tells stacks
+    apart stays unique per stack (key IDs, issuers and audiences carry their ports)."""
+    key = _KEYS.get(role)
+    if key is None:
+        key = _KEYS[role] = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key
+
+
 def write_private(path: Path, data: bytes) -> None:
     """Write a file only its owner can read, created that way (no window with wider mode)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -42,9 +56,11 @@ def write_private(path: Path, data: bytes) -> None:
         f.write(data)
 
 
-def make_client_certificate(cert_path: Path, key_path: Path, common_name: str) -> bytes:
-    """A self-signed RSA certificate + key (PEM files); returns the certificate PEM."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+def make_client_certificate(
+    cert_path: Path, key_path: Path, common_name: str, key: rsa.RSAPrivateKey | None = None
+) -> bytes:
+    """A self-signed RSA certificate + key (PEM files; a new key unless given); returns the certificate PEM."""
+    key = key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = datetime.datetime.now(datetime.UTC)
     cert = (

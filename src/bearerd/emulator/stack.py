@@ -14,12 +14,11 @@ from types import TracebackType
 
 import jwt
 from aiohttp import web
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bearerd.emulator.appproxy import AppProxyEmulator
 from bearerd.emulator.backend import backend_app
 from bearerd.emulator.entra import FEDERATION_AUDIENCE, EntraEmulator
-from bearerd.emulator.pki import LocalCA, make_client_certificate, write_private
+from bearerd.emulator.pki import LocalCA, make_client_certificate, throwaway_rsa_key, write_private
 
 DEFAULT_TENANT = "7e5a1f00-0000-4000-8000-00000000b0d1"
 SECRET_CLIENT_ID = "0b5e0000-0000-4000-8000-0000000c11e1"  # noqa: S105 - an app ID, not a secret
@@ -62,7 +61,7 @@ class EmulatorStack:
         self.cert_client_id = CERT_CLIENT_ID
         self.federated_client_id = FEDERATED_CLIENT_ID
         self.federated_token_file = workdir / "federated-token"
-        self._issuer_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self._issuer_key = throwaway_rsa_key("federated-issuer")
         self.client_secret_file = workdir / "client-secret"
         self.cert_file = workdir / "client-cert.pem"
         self.key_file = workdir / "client-key.pem"
@@ -103,7 +102,9 @@ class EmulatorStack:
         self._ca = LocalCA(self.workdir)
         secret = secrets.token_urlsafe(32)
         write_private(self.client_secret_file, secret.encode())
-        cert_pem = make_client_certificate(self.cert_file, self.key_file, "bearerd-emulator-client")
+        cert_pem = make_client_certificate(
+            self.cert_file, self.key_file, "bearerd-emulator-client", throwaway_rsa_key("client-certificate")
+        )
         self.entra.register_client(self.secret_client_id, secret=secret, roles=["Api.Access"])
         self.entra.register_client(self.cert_client_id, certificate_pem=cert_pem, roles=["Api.Access"])
         self.entra.register_client(self.federated_client_id, roles=["Api.Access"])
