@@ -494,3 +494,25 @@ async def test_a_refusal_backs_off_once_for_the_whole_fleet(
                 assert ceiling / 2 - 1 <= wait <= ceiling
             await redis.delete(first.failure_key)  # the shared wait is over for Redis...
             await clock.advance(ceiling)  # ...and for the replicas
+
+
+async def test_a_new_sign_in_ends_a_refused_sign_ins_wait_on_every_replica(
+    stack: EmulatorStack, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """The fleet shares the revoked sign-in's refusal (one call, a wait of 30 s and more); a new
+    `bearerd login` on one replica ends that wait for all of them, not only where it ran."""
+    config_a, settings_a = user_replica(stack, redis_server, tmp_path, "a")
+    _, settings_b = user_replica(stack, redis_server, tmp_path, "b")
+    assert (await run_login(stack, config_a))[0] == 0  # shared with the fleet
+    stack.entra.users.revoke(stack.user)
+    async with AsyncExitStack() as exits:
+        a, b = await start_replicas(exits, [settings_a, settings_b])
+        providers = [d.providers.for_route("secretapi") for d in (a, b)]
+        await eventually(lambda: all(p.status().last_error is not None for p in providers), what="both refused")
+        refreshes = [c for c in stack.entra.calls if c.grant_type == "refresh_token"]
+        assert len(refreshes) == 1  # refused once, for the fleet
+        assert all((p.status().retry_in_s or 0) >= 25 for p in providers)
+        code, out, _ = await run_login(stack, config_a)
+        assert code == 0 and "Shared with the fleet" in out
+        for replica in (a, b):
+            assert await replica.wait_ready(within_s=10)

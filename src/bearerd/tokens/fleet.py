@@ -260,6 +260,17 @@ class FleetSource:
         except FleetUnavailable as exc:
             self.fleet.set_connected(False, str(exc))
 
+    async def failure_lifted(self) -> bool:
+        """Whether the fleet's shared failure is gone before its time (a login or a reload on another
+        replica deleted it); False when Redis can't say."""
+        if not self.fleet.connected:
+            return False
+        try:
+            return not await self.fleet.call(self.fleet.redis.exists(self.failure_key))
+        except FleetUnavailable as exc:
+            self.fleet.set_connected(False, str(exc))
+            return False
+
     async def acquire(self, claims: str | None, avoid: str | None) -> tuple[AcquiredToken, Origin]:
         """Another replica's token (``shared``), one we acquired for everyone (``fleet``), or — when
         Redis can't help, or for a claims challenge, which is this request's own — ``local``."""

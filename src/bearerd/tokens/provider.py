@@ -19,7 +19,8 @@ no await, no lock, no thread hop, no MSAL call. Everything slow happens off that
   user's cache; a rotated federated token, a replaced secret or key), looked at every
   ``CREDENTIAL_RECHECK_S`` with a ``stat`` and no network call, and a reload
   (``reset_backoff``). In a fleet the first attempt after a reset also lifts the fleet's shared
-  wait (``TokenSource.forget_failures``).
+  wait (``TokenSource.forget_failures``), and a replica waiting out a shared refusal looks at the
+  same interval whether another replica lifted it (a login or a reload elsewhere).
 
 * **Sources.** How a new token is obtained is the ``TokenSource``'s business (``sources.py``):
   MSAL in a worker thread, or the Redis fleet first (``fleet.py``). The provider only decides when.
@@ -116,6 +117,7 @@ class TokenProvider:
         self._last_error: IdentityProviderError | None = None
         self._refused_stamp: object = None  # the credential's files when a refusal came; None: no refusal
         self._forget_shared = False  # the next attempt first lifts the fleet's shared wait
+        self._lift_check: asyncio.Task[bool] | None = None  # is the fleet's shared wait still there?
         self._last_forced = -FORCED_REFRESH_MIN_INTERVAL_S
         self._closed = False
         self.acquisitions = 0  # attempts made (for tests, logs and metrics)
@@ -263,7 +265,9 @@ class TokenProvider:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        tasks = {t for t in (self._inflight, *self._claims_inflight.values()) if t is not None}
+        if self._lift_check is not None:
+            self._lift_check.cancel()
+        tasks = {t for t in (self._inflight, *self._claims_inflight.values(), self._lift_check) if t is not None}
         if tasks:
             # The worker thread can't be interrupted; waiting for it keeps shutdown orderly.
             await asyncio.wait(tasks, timeout=self._close_timeout_s)
@@ -403,6 +407,29 @@ class TokenProvider:
         elif still_valid or isinstance(error, SignInRequired):
             self._schedule(self._next_attempt_at)
 
+    def _check_shared_wait(self, now: float) -> None:
+        """Waiting out a refusal the fleet shared: ask it (one Redis read) whether another replica
+        lifted it — a `bearerd login` or a reload there — and if so, ask again now."""
+        error = self._last_error
+        if error is None or not (error.permanent and error.shared):
+            return
+        if now >= self._next_attempt_at - CREDENTIAL_RECHECK_S:
+            return  # its end is near: the key expiring then is no news
+        if self._lift_check is not None:
+            return
+        task = asyncio.get_running_loop().create_task(self.source.failure_lifted(), name=f"lifted:{self.credential}")
+        self._lift_check = task
+        task.add_done_callback(self._shared_wait_checked)
+
+    def _shared_wait_checked(self, task: asyncio.Task[bool]) -> None:
+        self._lift_check = None
+        if task.cancelled() or task.exception() is not None or not task.result() or self._closed:
+            return
+        if self._last_error is not None and self._last_error.permanent:
+            self.reset_backoff("lifted by the fleet")
+            self._forget_shared = False  # already gone
+            self._refresh_in_background(self._clock())
+
     def _schedule(self, at: float) -> None:
         if self._closed:
             return
@@ -414,8 +441,8 @@ class TokenProvider:
     def _on_timer(self) -> None:
         self._timer = None
         now = self._clock()
-        if self._inflight is None and not self._closed:
-            self._credential_changed()  # a change ends a refusal's wait: the attempt below starts now
+        if self._inflight is None and not self._closed and not self._credential_changed():
+            self._check_shared_wait(now)
         self._refresh_in_background(now)
         error = self._last_error
         if self._inflight is None and error is not None and error.permanent:

@@ -34,6 +34,10 @@ class TokenSource(Protocol):
         """Lift failures shared with others (a fleet's), because something changed here."""
         ...
 
+    async def failure_lifted(self) -> bool:
+        """Whether a failure this source shared with others was lifted elsewhere (a fleet's)."""
+        ...
+
 
 class LocalSource:
     """MSAL, for this process alone."""
@@ -51,3 +55,6 @@ class LocalSource:
 
     async def forget_failures(self) -> None:
         return None  # nothing shared
+
+    async def failure_lifted(self) -> bool:
+        return False  # nothing shared

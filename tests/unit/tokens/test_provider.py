@@ -216,6 +216,20 @@ async def test_a_reload_lifts_a_refusals_wait_and_the_fleets_but_not_a_retry_aft
     assert await provider.fetch() == "token-1"
 
 
+async def test_a_shared_refusal_lifted_elsewhere_in_the_fleet_ends_the_wait() -> None:
+    clock, source = FakeClock(), ScriptedSource()
+    shared = SignInRequired("the user must sign in again", code="login_required", permanent=True)
+    source.fail(shared.as_shared(600.0, streak=1))
+    provider = make(source, clock)
+    await unavailable(provider)
+    await clock.advance(provider_module.CREDENTIAL_RECHECK_S * 3)
+    assert len(source.calls) == 1  # the fleet's wait still stands
+    source.lifted = True  # `bearerd login` on another replica removed the fleet's shared refusal
+    await clock.advance(provider_module.CREDENTIAL_RECHECK_S)
+    assert len(source.calls) == 2 and provider.current() == "token-1"
+    assert source.forgotten == 0  # nothing left to lift
+
+
 async def test_the_fleets_wait_and_count_are_taken_as_they_are() -> None:
     clock = FakeClock()
     source = TimedSource(clock)
