@@ -122,7 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "demo":
             from bearerd.demo import run_demo
 
-            configure_logging(args.log_format or "auto", args.log_level or "warning", stream=sys.stderr)
+            # A newcomer watches it work: every request and token event, readable, in this terminal.
+            configure_logging(args.log_format or "console", args.log_level or "info", stream=sys.stderr)
             return eventloop.run(run_demo(args.port, args.workdir))
         if command == "emulator":
             from bearerd.demo import run_emulator
@@ -217,17 +218,28 @@ def _check(args: argparse.Namespace) -> int:
 
 
 async def _acquire_all(config: Config, names: list[str]) -> dict[str, tuple[str | None, str | None]]:
-    """One token per route through the same providers the daemon uses (no listeners started)."""
+    """One token per route through the same providers the daemon uses (no listeners started).
+
+    A failure is said as what failed and its fix: this command asks once and exits, so the
+    daemon's "retrying in N s" would promise a retry nobody makes.
+    """
+    from bearerd.tokens.advice import fix_for
     from bearerd.tokens.registry import Providers
 
     providers = Providers(config)
     out: dict[str, tuple[str | None, str | None]] = {}
     try:
         for name in names:
+            provider = providers.for_route(name)
             try:
-                out[name] = (await providers.for_route(name).fetch(), None)
+                out[name] = (await provider.fetch(), None)
             except ProxyError as exc:
-                out[name] = (None, exc.detail)
+                error = provider.last_error
+                if error is None:
+                    out[name] = (None, exc.detail)
+                else:
+                    fix = fix_for(error, provider.credential)
+                    out[name] = (None, f"{error} — fix: {fix}" if fix is not None else str(error))
     finally:
         await providers.aclose()
     return out

@@ -8,19 +8,21 @@ remember it. It removes values of secret-named keys, anything shaped like a JWT 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
 import re
 import sys
 import time
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
+
+from bearerd.errors import first_line
+from bearerd.logwriter import LogStream, writer_for
 
 REDACTED = "[redacted]"
 _SECRET_KEYS = frozenset(
@@ -93,9 +95,6 @@ class Redactor:
 
 REDACTOR = Redactor()
 
-ACCESS_FLUSH_S = 0.5
-
-
 class AccessLog:
     """The one line per request, written without structlog's processor chain.
 
@@ -103,22 +102,21 @@ class AccessLog:
     print + flush) the access line was ~15% of the daemon's CPU in the benchmark's profile. Here
     it is one ``json.dumps`` of the same shape (``event``, ``level``, ``timestamp`` and the
     fields), with every string value scrubbed by the same ``Redactor`` — so the guarantee is
-    unchanged — and written to the same stream as every other line, so order is kept. It is
-    flushed at most ``ACCESS_FLUSH_S`` later (a structlog line flushes it sooner): under load
-    that is one write system call per batch instead of one per request. In console mode (a
-    person at a terminal) lines go through structlog, for its formatting.
+    unchanged — and handed to the same stream as every other line, so order is kept. That
+    stream is the log writer's (``logwriter.py``): its thread writes whatever has queued up in one
+    system call, so under load lines go out in batches, and a stalled reader costs dropped lines,
+    never a blocked request. In console mode (a person at a terminal) lines go through structlog,
+    for its formatting.
     """
 
     def __init__(self) -> None:
-        self._stream: TextIO | None = None
+        self._stream: TextIO | LogStream | None = None
         self._min_level = logging.INFO
-        self._flush_timer: asyncio.TimerHandle | None = None
         self._fallback = structlog.get_logger("bearerd.access")
         self._second = 0
         self._second_text = ""
 
-    def configure(self, stream: TextIO | None, min_level: int) -> None:
-        self.flush()
+    def configure(self, stream: TextIO | LogStream | None, min_level: int) -> None:
         self._stream = stream  # None: console mode, through structlog
         self._min_level = min_level
         self._fallback = structlog.get_logger("bearerd.access").bind()
@@ -137,11 +135,6 @@ class AccessLog:
         line["level"] = "debug" if debug else "info"
         line["timestamp"] = self._timestamp()
         stream.write(json.dumps(line) + "\n")
-        if self._flush_timer is None:
-            try:
-                self._flush_timer = asyncio.get_running_loop().call_later(ACCESS_FLUSH_S, self.flush)
-            except RuntimeError:  # no loop (a test calling directly): write through
-                self.flush()
 
     def _timestamp(self) -> str:
         """ISO 8601 UTC like structlog's, with the date part formatted once per second."""
@@ -151,14 +144,6 @@ class AccessLog:
             self._second = second
             self._second_text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
         return f"{self._second_text}.{int((now - second) * 1e6):06d}Z"
-
-    def flush(self) -> None:
-        if self._flush_timer is not None:
-            self._flush_timer.cancel()
-            self._flush_timer = None
-        if self._stream is not None:
-            with contextlib.suppress(OSError, ValueError):  # closed or broken stream: nothing to save
-                self._stream.flush()
 
 
 ACCESS_LOG = AccessLog()
@@ -172,15 +157,116 @@ def _scrub_rendered_exception(logger: WrappedLogger, method: str, event_dict: Ev
     return event_dict
 
 
+def _record_exception_only(logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
+    """A stdlib record renders its own exception, or none.
+
+    ``logging`` stores ``exc_info=True`` as whatever was being handled at the call, and a call
+    with nothing being handled as ``(None, None, None)`` — which structlog's ``format_exc_info``
+    would take as "look at ``sys.exc_info()`` now", rendering an exception of somebody else's.
+    Only a real exception tuple on the record is kept.
+    """
+    exc_info = event_dict.pop("exc_info", None)
+    if isinstance(exc_info, tuple) and len(exc_info) == 3 and isinstance(exc_info[1], BaseException):
+        event_dict["exc_info"] = exc_info
+    return event_dict
+
+
+_FIELDS_ATTR = "bearerd_fields"
+
+
+def _record_fields(logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
+    """Fields a filter attached to a stdlib record (``MalformedRequests``) become keys of the line."""
+    record = event_dict.get("_record")
+    fields = getattr(record, _FIELDS_ATTR, None)
+    if isinstance(fields, dict):
+        event_dict.update(fields)
+    return event_dict
+
+
+MALFORMED_LOG_INTERVAL_S = 10.0
+
+
+class MalformedRequests(logging.Filter):
+    """aiohttp's server logs every request it cannot parse as an ERROR with a traceback.
+
+    A malformed request is the client's mistake, answered with a 400: not an error of bearerd,
+    and a fuzzer or a port scanner turned it into thousands of tracebacks. Here it becomes one
+    ``request.malformed`` warning without traceback, at most one per ``MALFORMED_LOG_INTERVAL_S``
+    (the next one says how many were left out). Every other record passes unchanged — a
+    handler's real exception still logs with its traceback.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._clock = clock
+        self._quiet_until = float("-inf")
+        self._suppressed = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http_exceptions import HttpProcessingError  # aiohttp is loaded wherever this logger logs
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        now = self._clock()
+        if now < self._quiet_until:
+            self._suppressed += 1
+            return False
+        self._quiet_until = now + MALFORMED_LOG_INTERVAL_S
+        fields: dict[str, object] = {"status": exc.code, "error": first_line(exc.message, 200)}
+        if self._suppressed:
+            fields["suppressed"] = self._suppressed
+            self._suppressed = 0
+        record.msg, record.args = "request.malformed", ()
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info, record.exc_text = None, None
+        setattr(record, _FIELDS_ATTR, fields)
+        return True
+
+
+_MALFORMED = MalformedRequests()
+
+
+def _dropped_notice(console: bool) -> Callable[[int], str]:
+    """The line the log writer puts first when a stalled reader takes lines again."""
+
+    def notice(count: int) -> str:
+        event = "log.lines_dropped"
+        why = "the log reader did not keep up"
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        if console:
+            return f"{stamp} [warning  ] {event} dropped={count} reason={why!r}\n"
+        line = {"event": event, "level": "warning", "dropped": count, "reason": why, "timestamp": stamp}
+        return json.dumps(line) + "\n"
+
+    return notice
+
+
+def _bounded(stream: TextIO, console: bool) -> TextIO | LogStream:
+    """``stream`` itself when it is in memory; else the log writer of its file descriptor."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # StringIO, pytest's capture: nothing can block
+        return stream
+    with contextlib.suppress(OSError, ValueError):
+        stream.flush()  # whatever was printed before keeps its place ahead of the log lines
+    return LogStream(writer_for(fd, _dropped_notice(console)), tty=stream.isatty())
+
+
 def configure_logging(
     fmt: str = "auto", level: str = "info", stream: TextIO | None = None, secrets: Iterable[str] = ()
 ) -> None:
-    """Configure structlog and route stdlib logging (MSAL, aiohttp) through the same pipeline."""
-    out = stream or sys.stdout
+    """Configure structlog and route stdlib logging (MSAL, aiohttp) through the same pipeline.
+
+    Every line goes to ``stream`` (stdout by default) through the bounded, non-blocking log
+    writer (``logwriter.py``) when it is a real file descriptor.
+    """
+    given = stream or sys.stdout
     REDACTOR.register(secrets)
-    use_console = fmt == "console" or (fmt == "auto" and out.isatty())
+    use_console = fmt == "console" or (fmt == "auto" and given.isatty())
+    out = _bounded(given, use_console)
     renderer: Processor = (
-        structlog.dev.ConsoleRenderer(colors=out.isatty()) if use_console else structlog.processors.JSONRenderer()
+        structlog.dev.ConsoleRenderer(colors=given.isatty()) if use_console else structlog.processors.JSONRenderer()
     )
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -193,13 +279,13 @@ def configure_logging(
     structlog.configure(
         processors=[*shared, *tail, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        logger_factory=structlog.WriteLoggerFactory(out),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            foreign_pre_chain=[_record_exception_only, structlog.stdlib.add_logger_name, _record_fields, *shared],
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tail, renderer],
         )
     )
@@ -212,6 +298,9 @@ def configure_logging(
     # Chatty libraries stay at warning: MSAL's and urllib3's debug lines describe HTTP exchanges.
     for name in ("msal", "urllib3", "aiohttp.access", "asyncio"):
         logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
+    server_logger = logging.getLogger("aiohttp.server")
+    if _MALFORMED not in server_logger.filters:
+        server_logger.addFilter(_MALFORMED)
 
 
 def redact_mapping(values: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

@@ -128,6 +128,10 @@ class Metrics:
         """Report seconds until each route's token expires, read at scrape time."""
         self.registry.register(_ExpiryCollector(source))
 
+    def watch_log_drops(self, source: Callable[[], int]) -> None:
+        """Report the log lines dropped because the log reader stalled (``logwriter.py``), read at scrape time."""
+        self.registry.register(_LogDropCollector(source))
+
 
 class _RequestCollector(Collector):
     """The per-request accumulators as Prometheus families, built at scrape time."""
@@ -182,3 +186,15 @@ class _ExpiryCollector(Collector):
             if seconds is not None:
                 family.add_metric([route, credential], seconds)
         yield family
+
+
+class _LogDropCollector(Collector):
+    def __init__(self, source: Callable[[], int]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterable[Metric]:
+        yield CounterMetricFamily(
+            "bearerd_log_lines_dropped",
+            "Log lines dropped because the log reader (stdout) did not keep up",
+            value=self._source(),
+        )

@@ -71,3 +71,18 @@ async def test_access_log_errors_only_and_off(
             text = await resp.text()
     assert not [e for e in log_events(log_stream) if e.get("event") == "request" and e.get("route") == "secretapi"]
     assert 'bearerd_requests_total{method="GET",route="secretapi",status_class="5xx"} 1.0' in text
+
+
+async def test_the_admin_listener_advertises_no_versions(running: Running) -> None:
+    for path in ("/healthz", "/readyz", "/metrics", "/no-such-page"):
+        async with running.session.get(running.admin + path) as resp:
+            await resp.read()
+            assert "Server" not in resp.headers, (path, resp.headers.get("Server"))
+    async with running.session.post(running.admin + "/-/reload") as resp:
+        assert resp.status == 409 and "Server" not in resp.headers  # no reload in this mode: still no versions
+
+
+async def test_the_metrics_say_how_many_log_lines_were_dropped(running: Running) -> None:
+    async with running.session.get(running.admin + "/metrics") as resp:
+        text = await resp.text()
+    assert re.search(r"^bearerd_log_lines_dropped_total \d+\.0$", text, re.MULTILINE)

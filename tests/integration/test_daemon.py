@@ -12,6 +12,7 @@ from bearerd.config.loader import load_config
 from bearerd.emulator import EmulatorStack, Fault
 from support.configs import ConfigWriter
 from support.inprocess import Running, start
+from support.waiting import eventually
 from support.wire import log_events, raw_problem
 
 
@@ -51,7 +52,8 @@ async def test_identity_provider_down_gives_503_and_not_ready(stack: EmulatorSta
     stack.entra.faults.set(Fault(status=503, retry_after_s=7))
     settings = load_config(write_config())
     async with start(settings) as running:
-        await asyncio.sleep(0.2)  # warm-up attempt has failed by now
+        provider = running.daemon.providers.for_route("secretapi")
+        await eventually(lambda: provider.status().last_error is not None, what="the warm-up attempt failing")
         async with running.session.get(running.url("/secretapi/api/status")) as resp:
             assert resp.status == 503
             assert resp.content_type == "application/problem+json"
@@ -83,7 +85,7 @@ async def test_streamed_body_refused_token_gives_502_and_new_token(
         async with running.session.post(running.url("/secretapi/upload"), data=b"x" * 100_000) as resp:
             assert resp.status == 502
             assert (await resp.json())["type"] == "urn:bearerd:problem:token-rejected"
-        await asyncio.sleep(0.2)
+        await eventually(lambda: stack.entra.token_calls(stack.secret_client_id) == calls + 1, what="a new token")
         assert stack.entra.token_calls(stack.secret_client_id) == calls + 1
         async with running.session.post(running.url("/secretapi/upload"), data=b"x" * 100_000) as resp:
             assert resp.status == 200
@@ -104,8 +106,9 @@ async def test_no_secret_in_any_log_line_or_error_body(
         async with session.get(running.url("/secretapi/api/status")) as r:
             bodies.append(await r.text())
         stack.entra.faults.set(Fault(status=500))
-        running.daemon.providers.for_route("secretapi").reject(stack.entra.issued_tokens[-1])
-        await asyncio.sleep(0.2)
+        provider = running.daemon.providers.for_route("secretapi")
+        if provider.reject(stack.entra.issued_tokens[-1]):  # forced at most every 10 s: maybe not now
+            await eventually(lambda: provider.status().last_error is not None, what="the refresh failing")
         async with session.get(running.url("/secretapi/api/status")) as r:
             bodies.append(await r.text())
     secrets = list(stack.entra.issued_tokens)

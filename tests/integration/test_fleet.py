@@ -21,12 +21,13 @@ import pytest
 from bearerd.config.loader import Config, load_config
 from bearerd.daemon.daemon import Daemon
 from bearerd.emulator import EmulatorStack
-from bearerd.errors import ConfigError
+from bearerd.errors import ConfigError, TokenUnavailable
 from bearerd.tokens.aead import SealBroken, Sealer
 from bearerd.tokens.fleet import FleetSource
 from support.configs import TEST_APPS, render_toml, stack_tables, user_config
 from support.processes import run_login
 from support.redis_server import RedisServer
+from support.waiting import eventually
 from support.wire import log_events
 
 
@@ -106,11 +107,11 @@ async def test_twenty_replicas_cold_start_make_one_token_call(
 async def test_steady_state_is_one_call_per_refresh_window_for_the_fleet(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
-    lifetime = 4  # refreshed at half-life: one window every 2 s
+    lifetime = 3  # refreshed at half-life: one window every 1.5 s
     async with short_lived_fleet(tmp_path, redis_server, lifetime, replicas=20) as (stack, daemons, session):
         started = time.monotonic()
         statuses: list[int] = []
-        while time.monotonic() - started < 9:
+        while time.monotonic() - started < 6:  # four windows
             statuses += await hammer(session, daemons, per_replica=1)
             await asyncio.sleep(0.1)
         elapsed = time.monotonic() - started
@@ -221,10 +222,16 @@ async def test_killing_redis_under_load_fails_no_request(tmp_path: Path, redis_s
                 statuses.extend(await hammer(session, daemons, per_replica=2))
 
         loader = asyncio.create_task(load())
-        await asyncio.sleep(1)
+        await eventually(lambda: len(statuses) >= 50, what="the load running")
         await redis_server.stop()  # mid-window: refreshes now happen alone
-        await asyncio.sleep(lifetime * 1.5)
-        assert not any(d.fleet is not None and d.fleet.connected for d in daemons)
+        calls_at_kill = stack.entra.token_calls(stack.secret_client_id)
+        await eventually(lambda: not any(d.fleet is not None and d.fleet.connected for d in daemons), what="all alone")
+        # Every replica refreshes alone now (a window passes): five calls, one each, while requests flow.
+        await eventually(
+            lambda: stack.entra.token_calls(stack.secret_client_id) >= calls_at_kill + len(daemons),
+            within_s=lifetime * 5,
+            what="the replicas refreshing alone",
+        )
         await redis_server.start()
         for _ in range(100):
             if all(d.fleet is not None and d.fleet.connected for d in daemons):
@@ -250,7 +257,9 @@ async def test_one_failure_is_shared_not_repeated_by_every_replica(
     settings = [fleet_settings(stack, redis_server, tmp_path, f"r{i}") for i in range(10)]
     async with AsyncExitStack() as exits, aiohttp.ClientSession() as session:
         daemons = await start_replicas(exits, settings)
-        await asyncio.sleep(0.5)
+        providers = [d.providers.for_route("secretapi") for d in daemons]
+        # Every replica's warm-up has failed: one asked, the others adopted its shared failure.
+        await eventually(lambda: all(p.status().last_error is not None for p in providers), what="the warm-ups")
         statuses = await hammer(session, daemons, per_replica=1)
         assert set(statuses) == {503}
         assert stack.entra.token_calls(stack.secret_client_id) == 1
@@ -426,8 +435,85 @@ async def test_a_sign_in_anywhere_reaches_replicas_that_never_had_one(
     settings = [user_replica(stack, redis_server, tmp_path, name)[1] for name in ("b", "c")]
     async with AsyncExitStack() as exits:
         replicas = await start_replicas(exits, settings)  # neither has a sign-in, nor has the fleet
-        assert not await replicas[0].wait_ready(within_s=1)
+        first = replicas[0].providers.for_route("secretapi")
+        await eventually(lambda: first.status().last_error is not None, what="the first look at the cache")
+        assert not replicas[0].readiness()[0]
         code, out, _ = await run_login(stack, config_a)
         assert code == 0 and "Shared with the fleet" in out
         for replica in replicas:
+            assert await replica.wait_ready(within_s=10)
+
+
+async def test_a_refusal_backs_off_once_for_the_whole_fleet(
+    stack: EmulatorStack, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Issue 16: a refusal the identity provider will repeat backs off exponentially, and five
+    replicas sharing Redis make the calls of one — each step of the backoff is one call for the
+    fleet, and every replica waits the step's whole delay. Time is a fake clock for the replicas
+    (it jumps: no timer runs in between) and, for Redis, the shared wait's key is expired by hand
+    when its time has come."""
+    from bearerd.tokens.backoff import REFUSAL_BASE_S, REFUSAL_CAP_S
+    from bearerd.tokens.fleet import Fleet
+    from bearerd.tokens.identity import CredentialClient
+    from bearerd.tokens.provider import TokenProvider
+    from bearerd.tokens.sources import LocalSource
+    from support.clock import FakeClock
+
+    stack.entra.clients[stack.secret_client_id].secret = "rotated-elsewhere"  # every replica's secret is refused
+    clock = FakeClock()
+    scopes = (stack.apps["secretapi"].scope,)
+    async with AsyncExitStack() as exits:
+        providers: list[TokenProvider] = []
+        for i in range(5):
+            config = fleet_settings(stack, redis_server, tmp_path, f"r{i}")
+            fleet = Fleet.for_config(config)
+            await fleet.start()
+            exits.push_async_callback(fleet.close)
+            client = CredentialClient.for_config(config, "emu-secret")
+            exits.callback(client.close)
+            source = fleet.source(LocalSource(client, scopes))
+            provider = TokenProvider(source, "emu-secret", scopes, clock=clock, call_later=clock.call_later)
+            exits.push_async_callback(provider.close)
+            providers.append(provider)
+        first = providers[0].source
+        assert isinstance(first, FleetSource)
+        redis = redis_server.client()
+        exits.push_async_callback(redis.aclose)
+
+        async def refused(provider: TokenProvider) -> float:
+            with pytest.raises(TokenUnavailable) as info:
+                await provider.fetch()
+            assert "invalid_client" in info.value.detail
+            assert info.value.retry_after is not None
+            return info.value.retry_after
+
+        for step in range(1, 5):
+            waits = await asyncio.gather(*(refused(p) for p in providers))
+            assert stack.entra.token_calls(stack.secret_client_id) == step  # one call per step, not five
+            ceiling = min(REFUSAL_CAP_S, REFUSAL_BASE_S * 2 ** (step - 1))
+            for wait in waits:  # every replica waits the fleet's backed-off delay, growing each step
+                assert ceiling / 2 - 1 <= wait <= ceiling
+            await redis.delete(first.failure_key)  # the shared wait is over for Redis...
+            clock.now += ceiling  # ...and for the replicas: time jumps, the next requests find it over
+
+
+async def test_a_new_sign_in_ends_a_refused_sign_ins_wait_on_every_replica(
+    stack: EmulatorStack, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """The fleet shares the revoked sign-in's refusal (one call, a wait of 30 s and more); a new
+    `bearerd login` on one replica ends that wait for all of them, not only where it ran."""
+    config_a, settings_a = user_replica(stack, redis_server, tmp_path, "a")
+    _, settings_b = user_replica(stack, redis_server, tmp_path, "b")
+    assert (await run_login(stack, config_a))[0] == 0  # shared with the fleet
+    stack.entra.users.revoke(stack.user)
+    async with AsyncExitStack() as exits:
+        a, b = await start_replicas(exits, [settings_a, settings_b])
+        providers = [d.providers.for_route("secretapi") for d in (a, b)]
+        await eventually(lambda: all(p.status().last_error is not None for p in providers), what="both refused")
+        refreshes = [c for c in stack.entra.calls if c.grant_type == "refresh_token"]
+        assert len(refreshes) == 1  # refused once, for the fleet
+        assert all((p.status().retry_in_s or 0) >= 25 for p in providers)
+        code, out, _ = await run_login(stack, config_a)
+        assert code == 0 and "Shared with the fleet" in out
+        for replica in (a, b):
             assert await replica.wait_ready(within_s=10)

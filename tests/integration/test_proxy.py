@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from pathlib import Path
@@ -15,6 +14,7 @@ from bearerd.config.loader import load_config
 from bearerd.emulator import EmulatorStack
 from support.configs import ConfigWriter, stack_tables
 from support.inprocess import Running, start
+from support.waiting import eventually
 
 PROBLEM = "application/problem+json"
 
@@ -190,7 +190,11 @@ async def test_client_disconnect_mid_download_is_not_an_error(running: Running, 
     async with running.session.get(running.url("/secretapi/download?bytes=200000000")) as resp:
         await resp.content.read(1024 * 1024)
         resp.close()
-    await asyncio.sleep(0.3)
+
+    def accounted() -> bool:  # the daemon noticed: its access line for the download is out
+        return any(e.get("path") == "/secretapi/download" for e in log_events(log_stream))  # type: ignore[arg-type]
+
+    await eventually(accounted, what="the download's access line")
     async with running.session.get(running.url("/secretapi/api/status")) as resp:
         assert resp.status == 200
     events = log_events(log_stream)  # type: ignore[arg-type]

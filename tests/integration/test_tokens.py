@@ -12,9 +12,12 @@ import pytest
 from bearerd.config.loader import Config, load_config
 from bearerd.emulator import EmulatorStack, Fault
 from bearerd.errors import TokenUnavailable
+from bearerd.tokens import backoff
 from bearerd.tokens.registry import Providers
-from support.configs import TEST_APPS, render_toml, stack_tables
+from support.configs import render_toml, stack_tables
+from support.providers import clocked
 from support.tokens import accepted
+from support.waiting import eventually
 
 
 def settings_for(stack: EmulatorStack, tmp_path: Path, **route: object) -> Config:
@@ -61,37 +64,36 @@ async def test_routes_with_same_credential_and_scopes_share_a_provider(stack: Em
         await providers.aclose()
 
 
-async def test_refreshes_early_in_background(tmp_path: Path) -> None:
-    async with EmulatorStack(tmp_path / "e", token_lifetime_s=4, apps=TEST_APPS) as stack:
-        providers = Providers(settings_for(stack, tmp_path))
-        try:
-            provider = providers.for_route("secretapi")
-            first = await provider.fetch()
-            await asyncio.sleep(2.6)  # refresh at half the lifetime, with nobody asking
-            assert stack.entra.token_calls(stack.secret_client_id) == 2
-            second = provider.current()
-            assert second is not None and second != first
-        finally:
-            await providers.aclose()
+async def test_refreshes_early_in_background(stack: EmulatorStack, tmp_path: Path) -> None:
+    async with clocked(settings_for(stack, tmp_path)) as (provider, clock):
+        first = await provider.fetch()
+        await clock.advance(stack.entra.tokens.token_lifetime_s / 2)  # refresh at half the lifetime, nobody asking
+        await eventually(lambda: stack.entra.token_calls(stack.secret_client_id) == 2, what="the early refresh")
+        await eventually(lambda: provider.current() != first, what="the new token in use")
+        assert provider.current() is not None
 
 
-async def test_valid_token_served_through_outage_with_backoff(tmp_path: Path) -> None:
-    async with EmulatorStack(tmp_path / "e", token_lifetime_s=6, apps=TEST_APPS) as stack:
-        providers = Providers(settings_for(stack, tmp_path))
-        try:
-            provider = providers.for_route("secretapi")
-            token = await provider.fetch()
-            stack.entra.faults.set(Fault(status=500))
-            deadline = time.monotonic() + 5.0  # past the refresh point (3 s), before expiry (6 s - margin)
-            while time.monotonic() < deadline:
-                assert provider.current() == token
-                await asyncio.sleep(0.01)
-            calls = stack.entra.token_calls(stack.secret_client_id)
-            # 1 good + failures spaced by 0.5-1 s, 1-2 s, ...: a handful, not one per request.
-            assert 2 <= calls <= 5
-            assert provider.status().last_error is not None
-        finally:
-            await providers.aclose()
+async def test_valid_token_served_through_outage_with_backoff(stack: EmulatorStack, tmp_path: Path) -> None:
+    async with clocked(settings_for(stack, tmp_path)) as (provider, clock):
+        token = await provider.fetch()
+        lifetime = stack.entra.tokens.token_lifetime_s
+        stack.entra.faults.set(Fault(status=500))
+        await clock.advance(lifetime / 2)  # the refresh point: the identity provider fails from here on
+        await eventually(lambda: provider.status().last_error is not None, what="the failed refresh")
+        for _ in range(1000):  # requests keep coming: they get the valid token, and cause no call
+            assert provider.current() == token
+        assert stack.entra.token_calls(stack.secret_client_id) == 2
+        # Backoff timers retry in the background (1 s, 2 s, 4 s ... apart), the token served meanwhile.
+        for retry in range(3, 6):
+            await clock.advance(60)
+
+            def retried(n: int = retry) -> bool:
+                return stack.entra.token_calls(stack.secret_client_id) >= n
+
+            await eventually(retried, what="a retry")
+            await eventually(lambda: not provider.acquiring, what="the retry to end")
+            assert provider.current() == token
+        assert provider.status().last_error is not None and provider.status().has_token
 
 
 async def test_no_token_and_provider_failing_is_503_with_retry_after(
@@ -111,34 +113,34 @@ async def test_no_token_and_provider_failing_is_503_with_retry_after(
     assert "identity provider failed (server_error)" in first.value.detail
 
 
-async def test_429_retry_after_honoured_then_recovers(stack: EmulatorStack, providers: Providers) -> None:
-    stack.entra.faults.push(Fault(status=429, retry_after_s=1), times=1)
-    provider = providers.for_route("secretapi")
-    with pytest.raises(TokenUnavailable) as info:
-        await provider.fetch()
-    assert info.value.retry_after is not None and info.value.retry_after >= 0.9
-    await asyncio.sleep(info.value.retry_after)
-    assert accepted(stack.apps["secretapi"], await provider.fetch())["appid"] == stack.secret_client_id
-    assert stack.entra.token_calls(stack.secret_client_id) == 2
+async def test_429_retry_after_honoured_then_recovers(stack: EmulatorStack, tmp_path: Path) -> None:
+    stack.entra.faults.push(Fault(status=429, retry_after_s=30), times=1)
+    async with clocked(settings_for(stack, tmp_path)) as (provider, clock):
+        with pytest.raises(TokenUnavailable) as info:
+            await provider.fetch()
+        assert info.value.retry_after == 30
+        await clock.advance(29.9)
+        with pytest.raises(TokenUnavailable):
+            await provider.fetch()  # not before the identity provider said
+        assert stack.entra.token_calls(stack.secret_client_id) == 1
+        await clock.advance(0.1)
+        assert accepted(stack.apps["secretapi"], await provider.fetch())["appid"] == stack.secret_client_id
+        assert stack.entra.token_calls(stack.secret_client_id) == 2
 
 
 @pytest.mark.parametrize("fault", [Fault(malformed=True), Fault(status=500), Fault(status=503), Fault(status=429)])
 async def test_each_failure_kind_recovers_within_one_backoff_step(
-    stack: EmulatorStack, tmp_path: Path, fault: Fault, monkeypatch: pytest.MonkeyPatch
+    stack: EmulatorStack, tmp_path: Path, fault: Fault
 ) -> None:
-    monkeypatch.setattr("bearerd.tokens.provider.BACKOFF_BASE_S", 0.2)
-    providers = Providers(settings_for(stack, tmp_path))
-    try:
-        stack.entra.faults.push(fault, times=1)
-        provider = providers.for_route("secretapi")
+    stack.entra.faults.push(fault, times=1)
+    async with clocked(settings_for(stack, tmp_path)) as (provider, clock):
         with pytest.raises(TokenUnavailable) as info:
             await provider.fetch()
         assert info.value.retry_after is not None
-        await asyncio.sleep(0.25)  # one backoff step is 0.1-0.2 s
+        assert info.value.retry_after <= backoff.BACKOFF_BASE_S  # trouble: the first step is short
+        await clock.advance(info.value.retry_after)  # one backoff step
         assert accepted(stack.apps["secretapi"], await provider.fetch())["appid"] == stack.secret_client_id
         assert stack.entra.token_calls(stack.secret_client_id) == 2
-    finally:
-        await providers.aclose()
 
 
 async def test_identity_provider_down_at_start(tmp_path: Path, stack: EmulatorStack) -> None:
@@ -213,7 +215,6 @@ async def test_certificate_with_x5c_uses_sha256_thumbprint(stack: EmulatorStack,
 
 async def test_identity_provider_too_slow_is_a_timeout(stack: EmulatorStack, tmp_path: Path) -> None:
     import socket
-    import time
 
     # A black hole: the kernel accepts the connection, nobody ever answers (not even the TLS handshake).
     with socket.socket() as hole:

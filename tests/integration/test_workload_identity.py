@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ from bearerd.config.loader import load_config
 from bearerd.config.schema import ClientAssertionCredential
 from bearerd.emulator import EmulatorStack
 from bearerd.errors import TokenUnavailable
+from bearerd.tokens.backoff import REFUSAL_BASE_S
 from bearerd.tokens.registry import Providers
 from support.configs import federated_credential, render_toml, stack_tables
 from support.inprocess import start
@@ -37,7 +37,6 @@ async def test_request_with_federated_token(stack: EmulatorStack, tmp_path: Path
 async def test_token_file_is_reread_so_rotation_is_picked_up(
     stack: EmulatorStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("bearerd.tokens.provider.BACKOFF_BASE_S", 0.1)
     stack.write_federated_token(lifetime_s=-600)  # stale: the platform hasn't rotated it yet
     path = tmp_path / "c.toml"
     path.write_text(render_toml(federated_tables(stack)))
@@ -47,9 +46,11 @@ async def test_token_file_is_reread_so_rotation_is_picked_up(
         with pytest.raises(TokenUnavailable) as info:
             await provider.fetch()
         assert "AADSTS700024" in info.value.detail
-        assert info.value.retry_after is not None and info.value.retry_after < 5
-        stack.write_federated_token()  # rotated
-        await asyncio.sleep(0.15)
+        # Refused as it is, it would be refused again: no retry before the refusal's backoff...
+        assert info.value.retry_after is not None and info.value.retry_after >= REFUSAL_BASE_S / 2
+        with pytest.raises(TokenUnavailable):
+            await provider.fetch()
+        stack.write_federated_token()  # ...unless the file changes: rotated, so asked again at once
         assert accepted(stack.apps["secretapi"], await provider.fetch())["appid"] == stack.federated_client_id
         assert [c.status for c in stack.entra.calls if c.client_id == stack.federated_client_id] == [400, 200]
     finally:

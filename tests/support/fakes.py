@@ -33,9 +33,21 @@ class ScriptedSource:
     gate: asyncio.Event | None = None
     calls: list[SourceCall] = field(default_factory=list)
     issued: list[str] = field(default_factory=list)
+    files: int = 0  # the credential files' stamp: a test changes it like a login or a rotation would
+    forgotten: int = 0  # how often a provider asked to lift shared failures
+    lifted: bool = False  # whether a shared failure was lifted elsewhere (a fleet's login or reload)
 
     def fail(self, *errors: IdentityProviderError) -> None:
         self.script.extend(errors)
+
+    def stamp(self) -> object:
+        return self.files
+
+    async def forget_failures(self) -> None:
+        self.forgotten += 1
+
+    async def failure_lifted(self) -> bool:
+        return self.lifted
 
     async def acquire(self, claims: str | None, avoid: str | None) -> tuple[AcquiredToken, Origin]:
         self.calls.append(SourceCall(claims, avoid))

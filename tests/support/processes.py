@@ -91,13 +91,32 @@ class Proc:
         await asyncio.wait_for(self._reader, within_s)
         return code
 
-    async def close(self) -> None:
-        if self.proc.returncode is None:
-            self.proc.kill()
-            await self.proc.wait()
+    async def stop_reading(self) -> None:
+        """Stop taking the daemon's output, like a stuck log shipper: the pipe fills up and stays full."""
         self._reader.cancel()
         with suppress(asyncio.CancelledError):
             await self._reader
+
+    def resume_reading(self) -> None:
+        """The log reader is back: take the daemon's output again."""
+        if self._reader.done():
+            self._reader = asyncio.get_running_loop().create_task(self._read())
+
+    async def exited(self, within_s: float) -> int:
+        """The exit status, without reading the output (``wait()`` needs the pipe read to its end)."""
+        async with asyncio.timeout(within_s):
+            # Polled with a deadline: asyncio has no event for "exited" before the pipe is read to its end.
+            while self.proc.returncode is None:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        return self.proc.returncode
+
+    async def close(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+        self.resume_reading()  # the pipe must be read to its end for its transport to close
+        await self.proc.wait()
+        with suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(self._reader, 10)  # the process is gone: EOF follows what it left
 
 
 @asynccontextmanager

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from collections.abc import Callable
 from typing import Any
 
 
@@ -30,10 +29,3 @@ async def raw_problem(address: tuple[str, int], request: bytes) -> tuple[int, di
     status, _, body = await raw_exchange(address, request)
     return status, json.loads(body) if body.startswith(b"{") else {}
 
-
-async def eventually(condition: Callable[[], bool], within_s: float = 10, what: str = "condition") -> None:
-    """Until ``condition()`` holds, checked every 20 ms, or fail after ``within_s``: for state that
-    settles on its own (connections closing, tasks finishing) and offers nothing to wait on."""
-    async with asyncio.timeout(within_s):
-        while not condition():  # noqa: ASYNC110 - polling is the point: there is no event to await
-            await asyncio.sleep(0.02)

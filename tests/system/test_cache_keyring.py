@@ -12,8 +12,14 @@ import pytest
 from bearerd.emulator import EmulatorStack
 from bearerd.tokens.keyring import KEYRING, MAGIC
 from support.configs import render_toml, stack_tables
-from support.keyring_session import KeyringSession
+from support.keyring_session import KeyringSession, require_keyring_extra
 from support.processes import bearerd_cli, daemon_process, run_login
+
+
+@pytest.fixture(autouse=True)
+def _keyring_extra() -> None:
+    """Every test here is about the keyring extra: skipped without it locally, failed without it in CI."""
+    require_keyring_extra()
 
 
 @pytest.fixture

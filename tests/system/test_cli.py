@@ -12,7 +12,7 @@ import jwt
 
 from bearerd.emulator import EmulatorStack
 from support import REPO_ROOT
-from support.configs import ConfigWriter, stack_tables
+from support.configs import ConfigWriter, stack_tables, write_tables
 from support.processes import bearerd_cli, daemon_process, run_cli
 
 ROOT = REPO_ROOT
@@ -53,6 +53,22 @@ async def test_check_acquire_reports_failure(stack: EmulatorStack, write_config:
     # The AADSTS code explained: what it means and what to change.
     assert "AADSTS500011: Entra found no application for this scope's resource" in out
     assert 'fix: set app_id = "<the App Proxy app\'s application (client) ID>"' in out
+    # What failed and the fix — not the daemon's "retrying in N s": this command retries nothing.
+    assert "retrying" not in out
+    assert out.count("fix:") == 1  # one fix, the AADSTS table's, not a second one
+
+
+async def test_token_says_what_failed_and_the_fix(stack: EmulatorStack, tmp_path: Path) -> None:
+    secret = tmp_path / "wrong-secret"
+    secret.write_text("not-the-registered-secret")
+    secret.chmod(0o600)
+    tables = stack_tables(stack)
+    tables["credentials.emu-secret"]["client_secret_file"] = str(secret)
+    code, out, err = await run_cli("token", "secretapi", "-c", str(write_tables(tmp_path / "c.toml", tables)))
+    assert code == 1 and out == ""
+    assert "retrying" not in err
+    assert "identity provider refused (invalid_client): AADSTS7000215: the client secret is wrong" in err
+    assert err.count("— fix:") == 1 and "client_secret" in err.split("— fix:")[1]
 
 
 async def test_run_serves_and_stops_on_sigterm(
@@ -92,12 +108,18 @@ async def test_demo_prints_curl_lines_that_work_and_exits_on_sigterm(tmp_path: P
             assert resp.status == 200
             assert (await resp.json())["status"] == "ok"
         proc.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(proc.wait(), 15)
+        _, err = await asyncio.wait_for(proc.communicate(), 15)
     finally:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
     assert proc.returncode == 0
+    # The demo's terminal shows what happened, in the console renderer (not JSON): the token
+    # event and the access line of the request just made.
+    log = err.decode()
+    assert re.search(r"token\.acquired .*credential=demo-app", log), log
+    assert re.search(r"\brequest .*method=GET .*route=secretapi .*status=200", log), log
+    assert '{"event"' not in log
 
 
 async def test_emulator_command_runs_until_sigterm(tmp_path: Path) -> None:
@@ -134,10 +156,19 @@ async def test_version_and_routes_table(write_config: ConfigWriter) -> None:
     assert any(r.startswith("otherapi") and "emu-cert" in r for r in rows)
 
 
-async def test_example_config_passes_check() -> None:
-    code, out, err = await run_cli("check", "-c", str(ROOT / "config" / "bearerd.example.toml"))
+async def test_example_config_passes_check_without_a_warning(tmp_path: Path) -> None:
+    # As systemd runs it (systemd/bearerd.service): the secret in $CREDENTIALS_DIRECTORY, mode 0600.
+    secret = tmp_path / "contoso-app"
+    secret.write_text("the-app-registrations-secret")
+    secret.chmod(0o600)
+    example = str(ROOT / "config" / "bearerd.example.toml")
+    code, out, err = await run_cli("check", "-c", example, env={"CREDENTIALS_DIRECTORY": str(tmp_path)})
     assert code == 0, err
     assert "OK" in out and "secretapi" in out
+    assert "warning" not in err.lower()  # the recommended secret source: nothing to warn about
+    # Without the secret where the example says, `check` names the variable, the table and the field.
+    code, _, err = await run_cli("check", "-c", example, env={"CREDENTIALS_DIRECTORY": str(tmp_path / "none")})
+    assert code == 2 and "[credentials.contoso-app]" in err and "contoso-app" in err
 
 
 async def test_check_refuses_bad_config_with_exit_2(tmp_path: Path) -> None:

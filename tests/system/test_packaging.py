@@ -87,9 +87,10 @@ def test_example_fleet_block_is_valid_when_uncommented(tmp_path: Path) -> None:
     uncommented = "[cache]\n" + "".join(line.removeprefix("# ") + "\n" for line in block.splitlines())
     (tmp_path / "redis-password").write_text("redis-access-key")
     (tmp_path / "fleet.key").write_text(base64.b64encode(os.urandom(32)).decode())
-    for name in ("redis-password", "fleet.key"):
+    (tmp_path / "contoso-app").write_text("the-app-registrations-secret")  # as systemd's LoadCredential= puts it
+    for name in ("redis-password", "fleet.key", "contoso-app"):
         (tmp_path / name).chmod(0o600)
     config = tmp_path / "bearerd.toml"
     config.write_text((head + uncommented).replace("/etc/bearerd/", f"{tmp_path}/"))
-    settings = load_config(config).settings
+    settings = load_config(config, environ={"CREDENTIALS_DIRECTORY": str(tmp_path)}).settings
     assert settings.cache.backend == "redis" and settings.cache.key_prefix == "bearerd:legacy-app:"

@@ -86,7 +86,7 @@ async def test_second_sigint_exits_at_once(stack: EmulatorStack, write_config: C
         async with session.get(d.base + "/secretapi/stream?chunks=100&interval=0.2") as resp:
             await resp.content.readline()
             d.proc.send_signal(signal.SIGINT)
-            await asyncio.sleep(0.3)
+            await d.wait_for_output(b'"event": "stopping"', within_s=10)  # the first one was taken
             started = time.monotonic()
             d.proc.send_signal(signal.SIGINT)
             await d.wait(10)
@@ -138,7 +138,7 @@ async def test_sighup_reload_keeps_tokens_and_rejects_bad_config(
 
         config.write_text("this is = not [valid toml")
         d.proc.send_signal(signal.SIGHUP)
-        await asyncio.sleep(0.5)
+        await d.wait_for_output(b'"event": "reload.rejected"', within_s=10)
         async with session.get(d.base + "/again/api/status") as resp:
             assert resp.status == 200  # the old configuration stays
         async with session.get(d.admin + "/metrics") as resp:

@@ -18,6 +18,7 @@ from bearerd.emulator import EmulatorStack
 from support.configs import user_config
 from support.inprocess import start
 from support.processes import run_login
+from support.waiting import eventually
 from support.wire import log_events
 
 
@@ -36,7 +37,12 @@ async def test_without_login_requests_get_login_required_and_readyz_says_so(
             ready = await resp.json()
         assert ready["routes"]["secretapi"]["ready"] is False
         assert "bearerd login alice" in ready["routes"]["secretapi"]["last_error"]
-        await asyncio.sleep(2.5)  # a re-check of the cache file happened meanwhile
+
+        def looks() -> int:  # each look at the cache file (no call to Entra) is a debug line after the first
+            events = log_events(log_stream)
+            return sum(1 for e in events if e.get("event") == "token.acquire_failed" and e["credential"] == "alice")
+
+        await eventually(lambda: looks() >= 2, what="a second look at the cache file")
     caches = [e for e in log_events(log_stream) if e.get("event") == "token_cache"]
     assert caches and caches[0]["protection"].startswith("plain file, mode 0600")  # no keyring in this test
     warnings = [
@@ -75,6 +81,48 @@ async def test_revoked_sign_in_is_login_required(stack: EmulatorStack, tmp_path:
         assert resp.status == 503
         body = await resp.json()
     assert body["type"] == "urn:bearerd:problem:login-required" and "invalid_grant" in body["detail"]
+
+
+async def test_a_revoked_sign_in_is_not_asked_again_until_a_new_login(stack: EmulatorStack, tmp_path: Path) -> None:
+    """Issue 16: the revoked refresh token was re-sent every 2 s, forever. Now it backs off (the
+    identity provider would refuse it again) and a new `bearerd login` ends the wait at once."""
+    from bearerd.tokens.backoff import REFUSAL_BASE_S
+
+    config, settings = user_config(stack, tmp_path)
+    assert (await run_login(stack, config))[0] == 0
+    stack.entra.users.revoke(stack.user)
+
+    def refreshes() -> int:
+        calls = stack.entra.calls
+        return sum(1 for c in calls if c.client_id == stack.public_client_id and c.grant_type == "refresh_token")
+
+    async with start(settings) as running:
+        for _ in range(20):
+            async with running.session.get(running.url("/secretapi/api/status")) as resp:
+                assert resp.status == 503
+                assert (await resp.json())["type"] == "urn:bearerd:problem:login-required"
+        assert refreshes() == 1
+        async with running.session.get(running.admin + "/readyz") as resp:
+            route = (await resp.json())["routes"]["secretapi"]
+        assert route["retry_in_s"] >= REFUSAL_BASE_S / 2 - 1  # backing off, not "again in 2 s"
+        assert (await run_login(stack, config))[0] == 0  # the user signs in again
+        assert await running.daemon.wait_ready(within_s=10)  # noticed from the cache file, not the clock
+        assert refreshes() == 2
+
+
+async def test_login_survives_an_identity_provider_closing_idle_connections(
+    stack: EmulatorStack, tmp_path: Path
+) -> None:
+    """Issue 16: the final poll met a pooled connection the identity provider had closed
+    (SSLEOFError) and the user's approval was lost. Here every poll after a 1 s wait finds its
+    connection closed; the poll is safe to repeat, so each is resent on a new connection."""
+    stack.entra.idle_close_s = 0.5  # the device flow polls every second: each poll meets a closed connection
+    config, _ = user_config(stack, tmp_path)
+    for _ in range(3):
+        code, out, err = await run_login(stack, config)
+        assert code == 0, err
+        assert "Signed in as alice@contoso.example" in out
+    assert stack.entra.closed_idle >= 3  # the closes really happened, at least once a run
 
 
 async def test_daemon_notices_a_login_made_while_it_runs(stack: EmulatorStack, tmp_path: Path) -> None:

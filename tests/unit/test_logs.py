@@ -62,3 +62,50 @@ def test_level_filter() -> None:
     structlog.get_logger("t").info("quiet")
     structlog.get_logger("t").warning("loud")
     assert [entry["event"] for entry in lines(stream)] == ["loud"]
+
+
+def test_a_stdlib_record_renders_only_its_own_exception() -> None:
+    stream = io.StringIO()
+    configure_logging("json", "debug", stream=stream)
+    try:
+        raise KeyError("somebody else's problem")
+    except KeyError:
+        # A record made with nothing of its own to show (exc_info resolved to (None, None, None))
+        # while an unrelated exception is being handled further up.
+        logging.getLogger("lib").error("no exception here", exc_info=(None, None, None))
+        try:
+            raise ValueError("this record's own")
+        except ValueError:
+            logging.getLogger("lib").exception("with its own")
+    first, second = lines(stream)
+    assert "exception" not in first and "KeyError" not in stream.getvalue().splitlines()[0]
+    assert "ValueError: this record's own" in str(second["exception"])
+
+
+def test_malformed_requests_are_one_rate_limited_warning_without_traceback() -> None:
+    from aiohttp.http_exceptions import BadHttpMessage
+
+    from bearerd.logs import MALFORMED_LOG_INTERVAL_S, MalformedRequests
+    from support.clock import FakeClock
+
+    clock = FakeClock()
+    stream = io.StringIO()
+    configure_logging("json", "debug", stream=stream)
+    server = logging.getLogger("aiohttp.server.test")
+    server.addFilter(MalformedRequests(clock=clock))
+    try:
+        for _ in range(5):
+            server.error("Error handling request from %s", "127.0.0.1", exc_info=BadHttpMessage("Invalid header"))
+        clock.now += MALFORMED_LOG_INTERVAL_S
+        server.error("Error handling request from %s", "127.0.0.1", exc_info=BadHttpMessage("Invalid header"))
+        try:
+            raise RuntimeError("a real bug")
+        except RuntimeError:
+            server.exception("Unhandled exception")
+    finally:
+        server.filters.clear()
+    first, second, bug = lines(stream)
+    assert first["event"] == "request.malformed" and first["level"] == "warning" and "exception" not in first
+    assert first["status"] == 400 and "Invalid header" in str(first["error"])
+    assert second["suppressed"] == 4 and "exception" not in second
+    assert bug["level"] == "error" and "RuntimeError: a real bug" in str(bug["exception"])  # bugs keep theirs

@@ -59,6 +59,32 @@ class Runtime:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class ManagedIdentityHost:
+    """Which local token service MSAL's managed-identity client will ask, read off the variables
+    the Azure host sets — the same choice MSAL makes (``msal.managed_identity``) — so a failure can
+    say which service refused and which variables to set. Never holds ``IDENTITY_HEADER`` or
+    ``MSI_SECRET``: only whether they are set."""
+
+    source: str = "imds"  # service_fabric | app_service | azure_ml | arc | cloud_shell | imds
+    endpoint: str | None = None  # the URL the host gave (IDENTITY_ENDPOINT / MSI_ENDPOINT), if any
+    imds_host: str | None = None  # AZURE_POD_IDENTITY_AUTHORITY_HOST, instead of 169.254.169.254
+
+    @classmethod
+    def from_environ(cls, env: Mapping[str, str]) -> ManagedIdentityHost:
+        endpoint = env.get("IDENTITY_ENDPOINT")
+        if endpoint and "IDENTITY_HEADER" in env:
+            source = "service_fabric" if "IDENTITY_SERVER_THUMBPRINT" in env else "app_service"
+            return cls(source, endpoint)
+        if env.get("MSI_ENDPOINT") and "MSI_SECRET" in env:
+            return cls("azure_ml", env["MSI_ENDPOINT"])
+        if endpoint and "IMDS_ENDPOINT" in env:
+            return cls("arc", endpoint)
+        if env.get("AZUREPS_HOST_ENVIRONMENT", "").startswith("cloud-shell"):
+            return cls("cloud_shell", env.get("MSI_ENDPOINT"))
+        return cls("imds", None, env.get("AZURE_POD_IDENTITY_AUTHORITY_HOST") or None)
+
+
 def default_state_dir(env: Mapping[str, str]) -> Path:
     """systemd's StateDirectory, else the XDG state directory."""
     if env.get("STATE_DIRECTORY"):

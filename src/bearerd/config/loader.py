@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from bearerd.config import identities
 from bearerd.config import secrets as secret_sources
-from bearerd.config.environment import Egress, Runtime, default_state_dir
+from bearerd.config.environment import Egress, ManagedIdentityHost, Runtime, default_state_dir
 from bearerd.config.identities import IdentityChoice
 from bearerd.config.messages import describe_all
 from bearerd.config.schema import Settings
@@ -60,6 +60,7 @@ class Config:
     warnings: tuple[str, ...] = ()
     # `environment`/`default` credentials: what each resolved to (settings hold the resolved credential).
     identities: Mapping[str, IdentityChoice] = field(default_factory=dict)
+    managed_identity: ManagedIdentityHost = field(default_factory=ManagedIdentityHost)
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
@@ -99,6 +100,7 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
         state_dir=settings.state_dir or default_state_dir(env),
         warnings=tuple(warnings),
         identities=choices,
+        managed_identity=ManagedIdentityHost.from_environ(env),
     )
 
 

@@ -54,7 +54,13 @@ def admin_app(view: AdminView, reload: Reload | None = None) -> web.Application:
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
     app.router.add_post("/-/reload", _reload)
+    app.on_response_prepare.append(_no_server_header)
     return app
+
+
+async def _no_server_header(request: web.Request, response: web.StreamResponse) -> None:
+    """aiohttp adds ``Server: Python/3.x aiohttp/3.y``: no version is advertised to whoever asks."""
+    response.headers.popall("Server", None)
 
 
 class AdminListener:

@@ -19,6 +19,7 @@ from bearerd import doctor
 from bearerd.config.loader import Config
 from bearerd.doctor import RouteReport
 from bearerd.lifecycle import Lifecycle
+from bearerd.logwriter import dropped_lines
 from bearerd.metrics import Metrics
 from bearerd.proxy.accounting import Accounting
 from bearerd.proxy.clientkey import ClientKeyCheck
@@ -53,6 +54,7 @@ class Daemon(Lifecycle):
         self._proxy: Proxy | None = None
         self._listeners: Listeners | None = None
         self.metrics.watch_token_expiry(self._token_expiry)
+        self.metrics.watch_log_drops(dropped_lines)
 
     @property
     def registry(self) -> CollectorRegistry:
@@ -138,6 +140,7 @@ class Daemon(Lifecycle):
             source_file=new.source_file,
             state_dir=self.config.state_dir,
             warnings=new.warnings,
+            managed_identity=self.config.managed_identity,
         )
         providers = Providers(
             applied, on_attempt=self.metrics.observe_acquisition, reuse=self.providers, fleet=self.fleet
@@ -149,7 +152,14 @@ class Daemon(Lifecycle):
         self.providers = providers
         self.config = applied
         await providers.close_unused(old)
+        kept = set(map(id, old.all()))
         for provider in providers.all():
+            # A reload is what an operator does after fixing a refusal (a secret, a consent): ask
+            # again now — also past the fleet's shared wait, which the reload may have outdated.
+            if id(provider) in kept:
+                provider.reset_backoff("reload")
+            else:
+                provider.lift_shared_failures()
             provider.warm_up()
         return not_applied
 

@@ -8,18 +8,28 @@ The ``started`` log line says which, so an operator can tell a slow install from
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` on uvloop when it is installed, else on asyncio's loop.
+
+    The loop must not be started inside the ``except ImportError:`` block: everything the loop
+    runs would then execute "during handling of" that ImportError, so every exception raised in
+    the daemon got it as ``__context__`` and every logged traceback showed a stale
+    ``ModuleNotFoundError: No module named 'uvloop'`` (issue 16, item 8).
+    """
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
     try:
         import uvloop  # optional: bearerd[speed]
     except ImportError:
-        return asyncio.run(main)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        pass
+    else:
+        loop_factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
         return runner.run(main)
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import jwt
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509 import load_pem_x509_certificate
 
@@ -135,6 +136,12 @@ class EntraEmulator:
         # (client ID, resource) pairs without consent: Entra answers AADSTS65001 (the Azure CLI before an App
         # Proxy app lists it as an authorized client application).
         self.unconsented: set[tuple[str, str]] = set()
+        # Keep-alive that closes idle connections quickly: a request arriving on a connection idle
+        # at least this long finds it closed (the close crossed the request on the wire, which is
+        # what a client of a real short keep-alive sees now and then). None: connections stay.
+        self.idle_close_s: float | None = None
+        self.closed_idle = 0  # requests that met such a close
+        self._last_answer: dict[object, float] = {}  # client address -> when its last answer left
 
     @property
     def issued_tokens(self) -> list[str]:
@@ -185,8 +192,22 @@ class EntraEmulator:
 
     # -- HTTP ----------------------------------------------------------------------------------
 
+    @web.middleware
+    async def _keepalive(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+        last = self._last_answer.pop(peer, None)
+        if self.idle_close_s is not None and last is not None and time.monotonic() - last >= self.idle_close_s:
+            self.closed_idle += 1
+            assert request.transport is not None  # noqa: S101 - checked above
+            request.transport.abort()  # closed under the request: no answer, as after a keep-alive close
+            raise web.HTTPServiceUnavailable()  # never sent: the connection is gone
+        try:
+            return await handler(request)
+        finally:
+            self._last_answer[peer] = time.monotonic()
+
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self._keepalive])
         t = "/{tenant}"
         app.router.add_get(t + "/v2.0/.well-known/openid-configuration", self._discovery)
         app.router.add_get(t + "/discovery/v2.0/keys", self._jwks)
@@ -563,7 +584,7 @@ class EntraEmulator:
                 return web.json_response({"error": "temporarily_unavailable"}, status=fault.status, headers=headers)
             try:
                 if kind == "app_service" and request.headers.get("X-IDENTITY-HEADER") != self.identity_header:
-                    raise EntraError(401, "invalid_request", 0, "X-IDENTITY-HEADER missing or wrong")
+                    raise EntraError(401, "invalid_request", 0, "Unauthorized")  # what App Service says
                 if kind == "imds" and request.headers.get("Metadata") != "true":
                     raise EntraError(400, "invalid_request", 0, "Required metadata header not specified")
                 client = self._identity_for(request)
@@ -577,6 +598,9 @@ class EntraEmulator:
                     )
             except EntraError as exc:
                 status = exc.status
+                if kind == "app_service":  # App Service's own shape (MSAL relabels it "invalid_scope")
+                    body = {"statusCode": exc.status, "message": exc.description, "correlationId": str(uuid.uuid4())}
+                    return web.json_response(body, status=exc.status)
                 return web.json_response({"error": exc.error, "error_description": exc.description}, status=exc.status)
             # App Service's and IMDS's token services take no client capabilities (MSAL relays xms_cc
             # to Service Fabric only), so managed identity tokens carry no xms_cc here.

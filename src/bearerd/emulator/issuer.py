@@ -23,6 +23,7 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from bearerd.emulator.pki import throwaway_rsa_key
 from bearerd.emulator.registrations import AppRegistration
 
 
@@ -96,7 +97,8 @@ class Issuer:
         # Set by the stack once the port is known; the issuer of id_tokens is under it.
         self.authority_base = f"https://login.microsoftonline.com/{tenant_id}"
         self.issued_tokens: list[str] = []
-        self._keys = [SigningKey.generate()]
+        # The first key is the process's (fresh key IDs keep stacks apart); a rotation makes a new one.
+        self._keys = [SigningKey(kid=secrets.token_hex(8), private_key=throwaway_rsa_key("token-signing"))]
 
     @property
     def issuer(self) -> str:

@@ -35,6 +35,20 @@ class LocalCA:
         return context
 
 
+_KEYS: dict[str, rsa.RSAPrivateKey] = {}
+
+
+def throwaway_rsa_key(role: str) -> rsa.RSAPrivateKey:
+    """The process's RSA key for one role of an emulator (token signing, a federated issuer, the
+    client certificate). A 2048-bit key takes ~30 ms to make and a test run starts hundreds of
+    emulator stacks, each needing three; the keys never leave the machine, and what tells stacks
+    apart stays unique per stack (key IDs, issuers and audiences carry their ports)."""
+    key = _KEYS.get(role)
+    if key is None:
+        key = _KEYS[role] = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key
+
+
 def write_private(path: Path, data: bytes) -> None:
     """Write a file only its owner can read, created that way (no window with wider mode)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -42,9 +56,12 @@ def write_private(path: Path, data: bytes) -> None:
         f.write(data)
 
 
-def self_signed(common_name: str, ca: bool = False) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
-    """A new RSA key and a 30-day self-signed certificate for it (``ca``: one that may issue others)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+def self_signed(
+    common_name: str, ca: bool = False, key: rsa.RSAPrivateKey | None = None
+) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+    """A 30-day self-signed certificate for ``key`` (a new RSA key unless given; ``ca``: one that may
+    issue others)."""
+    key = key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = datetime.datetime.now(datetime.UTC)
     builder = (
@@ -61,9 +78,11 @@ def self_signed(common_name: str, ca: bool = False) -> tuple[x509.Certificate, r
     return builder.sign(key, hashes.SHA256()), key
 
 
-def make_client_certificate(cert_path: Path, key_path: Path, common_name: str) -> bytes:
-    """A self-signed RSA certificate + key (PEM files); returns the certificate PEM."""
-    cert, key = self_signed(common_name)
+def make_client_certificate(
+    cert_path: Path, key_path: Path, common_name: str, key: rsa.RSAPrivateKey | None = None
+) -> bytes:
+    """A self-signed RSA certificate + key (PEM files; a new key unless given); returns the certificate PEM."""
+    cert, key = self_signed(common_name, key=key)
     cert_pem = cert.public_bytes(serialization.Encoding.PEM)
     cert_path.write_bytes(cert_pem)
     write_private(

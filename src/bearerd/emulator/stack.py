@@ -16,13 +16,12 @@ from pathlib import Path
 
 import jwt
 from aiohttp import web
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bearerd.emulator.appproxy import AppProxyEmulator
 from bearerd.emulator.backend import backend_app
 from bearerd.emulator.entra import FEDERATION_AUDIENCE, EntraEmulator
 from bearerd.emulator.keyvault import VAULT_RESOURCE, KeyVaultEmulator
-from bearerd.emulator.pki import LocalCA, make_client_certificate, write_private
+from bearerd.emulator.pki import LocalCA, make_client_certificate, throwaway_rsa_key, write_private
 from bearerd.emulator.registrations import app_id_for
 from bearerd.lifecycle import Lifecycle
 
@@ -37,6 +36,9 @@ USER_IDENTITY_ID = "0b5e0000-0000-4000-8000-0000000c11e5"
 AZURE_CLI_CLIENT_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"  # the real Azure CLI's, as its tokens carry it
 FEDERATED_ISSUER = "https://oidc.cluster.emulator/6f0e0000"
 FEDERATED_SUBJECT = "system:serviceaccount:default:legacy-app"
+
+
+SHUTDOWN_TIMEOUT_S = 0.5
 
 
 def _bound_socket() -> socket.socket:
@@ -65,7 +67,7 @@ class EmulatorStack(Lifecycle):
         self.cert_client_id = CERT_CLIENT_ID
         self.federated_client_id = FEDERATED_CLIENT_ID
         self.federated_token_file = workdir / "federated-token"
-        self._issuer_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self._issuer_key = throwaway_rsa_key("federated-issuer")
         self.client_secret_file = workdir / "client-secret"
         # The stand-in `az`/`azd` (tests) sign in as the Azure CLI's client ID with this secret.
         self.azure_cli_secret_file = workdir / "azure-cli-secret"
@@ -83,7 +85,9 @@ class EmulatorStack(Lifecycle):
         self._runners: list[web.BaseRunner] = []
 
     async def _serve(self, app: web.Application, sock: socket.socket, tls: bool) -> None:
-        runner = web.AppRunner(app, access_log=None)
+        # A stand-in stops without waiting for answers nobody awaits any more (a stalled stream, a
+        # slow endpoint whose client left): aiohttp's default would wait up to a minute for them.
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
         await runner.setup()
         self._runners.append(runner)
         site = web.SockSite(runner, sock, ssl_context=self._ca.server_context() if tls else None)
@@ -94,7 +98,9 @@ class EmulatorStack(Lifecycle):
         self._ca = LocalCA(self.workdir)
         secret = secrets.token_urlsafe(32)
         write_private(self.client_secret_file, secret.encode())
-        cert_pem = make_client_certificate(self.cert_file, self.key_file, "bearerd-emulator-client")
+        cert_pem = make_client_certificate(
+            self.cert_file, self.key_file, "bearerd-emulator-client", throwaway_rsa_key("client-certificate")
+        )
         self.entra.register_client(self.secret_client_id, secret=secret, roles=["Api.Access"])
         self.entra.register_client(self.cert_client_id, certificate_pem=cert_pem, roles=["Api.Access"])
         self.entra.register_client(self.federated_client_id, roles=["Api.Access"])

@@ -167,6 +167,17 @@ class CliSource:
             raise failure(self.tool, proc.returncode, stderr)
         return parse_answer(self.tool, stdout, time.time()), "local"
 
+    def stamp(self) -> object:
+        """No file of ours changes the answer: the CLI keeps its own sign-in (a new `az login` there
+        is noticed at the next acquisition, which a login-required refusal retries soon)."""
+        return None
+
+    async def forget_failures(self) -> None:
+        return None  # nothing shared (CLI tokens never go through a fleet)
+
+    async def failure_lifted(self) -> bool:
+        return False
+
 
 async def _kill(proc: asyncio.subprocess.Process) -> None:
     if proc.returncode is None:

@@ -11,8 +11,10 @@ tokens multiplies the load, and a fleet's cold start becomes a burst. With ``[ca
   in Lua). The others poll the record with jitter until the holder publishes the new token. A
   holder that dies stops renewing: its lock expires after ``lock_ttl_s`` and another takes over.
 * **Shared failure.** A holder refused or throttled by the identity provider writes the error (no
-  secret in it) for its Retry-After, so the waiting replicas back off with it instead of each
-  asking again. A replica's local trouble (network path, files) is not shared.
+  secret in it) for the backed-off delay (``backoff.py``), counting the fleet's consecutive
+  failures in Redis, so the waiting replicas back off with it — and the next holder's wait grows
+  from the fleet's count — instead of each asking again: N replicas make the calls of one. A
+  replica's local trouble (network path, files) is not shared.
 * **Per identity.** Keys carry a fingerprint of the credential's identity (kind, authority, app,
   user), so replicas on an old and a new config never exchange tokens of different apps.
 * **Encryption at rest.** AES-256-GCM with the fleet key; the Redis key name is the associated
@@ -51,6 +53,7 @@ from redis.exceptions import RedisError
 from bearerd.config.loader import Config
 from bearerd.config.schema import CacheSettings
 from bearerd.errors import ConfigError, first_line
+from bearerd.tokens import backoff
 from bearerd.tokens.aead import SealBroken, Sealer
 from bearerd.tokens.fleet_signin import SharedSignIn, identity_fingerprint
 from bearerd.tokens.results import AcquiredToken, IdentityProviderError, SignInRequired
@@ -65,6 +68,8 @@ MONITOR_DOWN_S = 1.0  # how often a replica cut off from Redis tries it again
 MONITOR_UP_S = 5.0
 FAILURE_SHARE_MIN_S = 1.0
 FAILURE_SHARE_MAX_S = 3600.0  # a Retry-After is honoured in full, up to an hour
+# The fleet's count of consecutive failures outlives the wait it set by this much, then starts over.
+STREAK_KEEP_S = backoff.REFUSAL_CAP_S
 # Failures of this replica's own making (network path, local files, a crash): not shared.
 LOCAL_FAILURES = frozenset({"timeout", "unreachable", "http", "assertion_file", "bug"})
 
@@ -91,10 +96,18 @@ class SharedFailure:
     permanent: bool
     login_required: bool
     retry_in: float
+    streak: int
 
     def error(self) -> IdentityProviderError:
         kind = SignInRequired if self.login_required else IdentityProviderError
-        return kind(self.message, code=self.code, retry_after=self.retry_in, permanent=self.permanent, shared=True)
+        return kind(
+            self.message,
+            code=self.code,
+            retry_after=self.retry_in,
+            permanent=self.permanent,
+            shared=True,
+            streak=self.streak,
+        )
 
 
 class Fleet:
@@ -227,11 +240,36 @@ class FleetSource:
         self.record_key = f"{base}:token"
         self.lock_key = f"{base}:lock"
         self.failure_key = f"{base}:failure"
+        self.streak_key = f"{base}:streak"
         self.sign_in = SharedSignIn(fleet, client) if client.persistent_cache is not None else None
         # A holder may take a few identity-provider round trips (discovery, then the token), each
         # up to timeout_s; it renews its lock that long at most, and waiters wait that long.
         self.max_hold_s = 3 * client.credential.timeout_s + fleet.settings.lock_ttl_s
         self.wait_s = self.max_hold_s + fleet.settings.lock_ttl_s
+
+    def stamp(self) -> object:
+        return self.local.stamp()
+
+    async def forget_failures(self) -> None:
+        """Something changed here (a reload, a credential file): lift the fleet's shared wait so this
+        replica asks now, instead of adopting a refusal that may no longer hold."""
+        if not self.fleet.connected:
+            return
+        try:
+            await self.fleet.call(self.fleet.redis.delete(self.failure_key, self.streak_key))
+        except FleetUnavailable as exc:
+            self.fleet.set_connected(False, str(exc))
+
+    async def failure_lifted(self) -> bool:
+        """Whether the fleet's shared failure is gone before its time (a login or a reload on another
+        replica deleted it); False when Redis can't say."""
+        if not self.fleet.connected:
+            return False
+        try:
+            return not await self.fleet.call(self.fleet.redis.exists(self.failure_key))
+        except FleetUnavailable as exc:
+            self.fleet.set_connected(False, str(exc))
+            return False
 
     async def acquire(self, claims: str | None, avoid: str | None) -> tuple[AcquiredToken, Origin]:
         """Another replica's token (``shared``), one we acquired for everyone (``fleet``), or — when
@@ -279,7 +317,9 @@ class FleetSource:
             try:
                 acquired, _ = await self.local.acquire(None, avoid)
             except IdentityProviderError as exc:
-                await self._share_failure(exc)
+                as_shared = await self._share_failure(exc)
+                if as_shared is not None:
+                    raise as_shared from exc  # we wait what the fleet waits
                 raise
             try:
                 await self._publish(acquired)
@@ -330,29 +370,46 @@ class FleetSource:
         sealed = self.fleet.sealer.seal(self.record_key, json.dumps(record).encode())
         pipe = self.fleet.redis.pipeline(transaction=True)
         pipe.set(self.record_key, sealed, px=int(lifetime * 1000))
-        pipe.delete(self.failure_key)
+        pipe.delete(self.failure_key, self.streak_key)
         if self.sign_in is not None:
             stamped = await self.sign_in.stamped()
             if stamped is not None:
                 pipe.set(self.sign_in.key, stamped)
         await self.fleet.call(pipe.execute())
 
-    async def _share_failure(self, error: IdentityProviderError) -> None:
+    async def _share_failure(self, error: IdentityProviderError) -> IdentityProviderError | None:
         """Share the identity provider's own answer (throttling, refusal, outage) — not this
-        replica's local trouble (its network, its assertion file), which others may not have."""
+        replica's local trouble (its network, its assertion file), which others may not have.
+
+        The wait is the backoff for the fleet's count of consecutive failures, so it grows as one
+        daemon's would however many replicas take turns. Returns the failure as the fleet shares
+        it (this replica waits the same), or None when it was not shared.
+        """
         if error.code in LOCAL_FAILURES:
-            return
-        retry_in = min(FAILURE_SHARE_MAX_S, max(FAILURE_SHARE_MIN_S, error.retry_after or FAILURE_SHARE_MIN_S))
-        body = {
-            "message": str(error),
-            "code": error.code,
-            "permanent": error.permanent,
-            "login_required": isinstance(error, SignInRequired),
-        }
+            return None
+        fleet, redis = self.fleet, self.fleet.redis
         try:
-            await self.fleet.call(self.fleet.redis.set(self.failure_key, json.dumps(body), px=int(retry_in * 1000)))
+            streak = int(await fleet.call(redis.incr(self.streak_key)))
+            if isinstance(error, SignInRequired) and not error.permanent:
+                wait = error.retry_after or FAILURE_SHARE_MIN_S  # no account: a local look, soon again
+            else:
+                wait = backoff.delay_s(streak, error.permanent, error.retry_after, fleet.rng)
+            wait = min(FAILURE_SHARE_MAX_S, max(FAILURE_SHARE_MIN_S, wait))
+            body = {
+                "message": str(error),
+                "code": error.code,
+                "permanent": error.permanent,
+                "login_required": isinstance(error, SignInRequired),
+                "streak": streak,
+            }
+            pipe = redis.pipeline(transaction=True)
+            pipe.set(self.failure_key, json.dumps(body), px=int(wait * 1000))
+            pipe.pexpire(self.streak_key, int((wait + STREAK_KEEP_S) * 1000))
+            await fleet.call(pipe.execute())
         except FleetUnavailable as exc:
-            self.fleet.set_connected(False, str(exc))
+            fleet.set_connected(False, str(exc))
+            return None
+        return error.as_shared(wait, streak)
 
 
 def _failure(blob: bytes, pttl_ms: int) -> SharedFailure:
@@ -363,6 +420,7 @@ def _failure(blob: bytes, pttl_ms: int) -> SharedFailure:
         permanent=bool(body["permanent"]),
         login_required=bool(body["login_required"]),
         retry_in=max(0.1, pttl_ms / 1000),
+        streak=int(body.get("streak", 0)),
     )
 
 

@@ -90,15 +90,15 @@ class SharedSignIn:
 
     async def publish(self) -> bool:
         """After `bearerd login`: put the new sign-in where every replica finds it, and lift the
-        fleet's shared "login required" records so the next attempt uses it at once."""
+        fleet's shared "login required" records (and their count) so the next attempt uses it at once."""
         blob = await self.stamped()
         if blob is None:
             return False
         redis = self.fleet.redis
         try:
             await redis.set(self.key, blob)
-            pattern = f"{self.fleet.prefix}{self.client.name}:{self.identity}:*:failure"
-            stale = [k async for k in redis.scan_iter(pattern)]
+            base = f"{self.fleet.prefix}{self.client.name}:{self.identity}:*:"
+            stale = [k for suffix in ("failure", "streak") async for k in redis.scan_iter(base + suffix)]
             if stale:
                 await redis.delete(*stale)
         except (RedisError, OSError) as exc:

@@ -29,8 +29,9 @@ from typing import Any
 
 import msal
 import requests
+import structlog
 
-from bearerd.config.environment import Egress
+from bearerd.config.environment import Egress, ManagedIdentityHost
 from bearerd.config.loader import Config
 from bearerd.config.schema import (
     CertificateCredential,
@@ -43,12 +44,15 @@ from bearerd.config.schema import (
 from bearerd.config.scopes import resource_of
 from bearerd.config.secrets import CredentialSecrets
 from bearerd.errors import ConfigError, first_line
-from bearerd.tokens import aadsts
+from bearerd.tokens import aadsts, credfiles
+from bearerd.tokens.backoff import will_repeat
 from bearerd.tokens.keyring import KeyringUnavailable, choose_sealer
+from bearerd.tokens.managed_identity import explain
 from bearerd.tokens.msal_http import MsalSession, tls_context
 from bearerd.tokens.results import AcquiredToken, IdentityProviderError, SignInRequired
 from bearerd.tokens.usercache import PersistentTokenCache, cache_path
 
+log = structlog.get_logger("bearerd.tokens")
 
 class _NoReplayCache(dict[Any, Any]):
     """An ``http_cache`` that remembers nothing.
@@ -103,10 +107,6 @@ def _client_credential(
 # tokens) to this client; MSAL then sends xms_cc with every token request (MSAL-NOTES.md).
 CLIENT_CAPABILITIES = ["cp1"]
 
-_PERMANENT_ERRORS = frozenset(
-    {"invalid_client", "unauthorized_client", "invalid_scope", "invalid_request", "unsupported_grant_type"}
-)
-
 
 # Answers that mean "the user must sign in (again)", not "try again later".
 _INTERACTION_ERRORS = frozenset({"invalid_grant", "interaction_required", "consent_required", "login_required"})
@@ -125,8 +125,10 @@ class CredentialClient:
         egress: Egress,
         state_dir: Path | None = None,
         config_file: str = "FILE",
+        managed_identity_host: ManagedIdentityHost | None = None,
     ) -> None:
         self.name = name
+        self.managed_identity_host = managed_identity_host or ManagedIdentityHost()
         self.credential = cred
         self.secrets = secrets
         self.loaded_secrets = secrets  # what the configuration resolved; ``secrets`` may have rotated since
@@ -134,8 +136,9 @@ class CredentialClient:
         self._session = MsalSession(self.ssl_context, egress, cred.connect_timeout_s, cred.timeout_s)
         self._app: msal.ClientApplication | msal.ManagedIdentityClient | None = None
         self._cache: msal.TokenCache = msal.TokenCache()
+        user_cache: Path | None = None
         if isinstance(cred, DeviceCodeCredential):
-            path = cache_path(state_dir or Path("."), name)
+            path = user_cache = cache_path(state_dir or Path("."), name)
             try:
                 sealer, protection = choose_sealer(cred.cache_protection, path)
             except KeyringUnavailable as exc:
@@ -151,6 +154,7 @@ class CredentialClient:
         self.login_command = f"bearerd login {name} -c {config_file}"
         self._build_lock = threading.Lock()
         self._app_secrets = secrets  # what the MSAL app (once built) signs in with
+        self._files = credfiles.credential_files(cred, user_cache)
 
     @classmethod
     def for_config(cls, config: Config, name: str) -> CredentialClient:
@@ -162,6 +166,7 @@ class CredentialClient:
             config.egress,
             config.state_dir,
             config.source_file,
+            config.managed_identity,
         )
 
     @property
@@ -174,6 +179,10 @@ class CredentialClient:
     def use_secrets(self, secrets: CredentialSecrets) -> None:
         """Rotated material (``material.py``): the next acquisition builds the MSAL app with it."""
         self.secrets = secrets  # one assignment: application() notices it under its own lock
+
+    def files_stamp(self) -> credfiles.Stamp:
+        """The files this credential signs in with, as they are now (see ``credfiles.py``)."""
+        return credfiles.stamp(self._files)
 
     def application(self) -> msal.ClientApplication | msal.ManagedIdentityClient:
         """The MSAL app, built on first use (its constructor runs discovery over the network)."""
@@ -258,18 +267,36 @@ class CredentialClient:
                     f"identity provider refused ({result.get('error')}): {explanation.line()}",
                     code=str(result.get("error")),
                     permanent=True,
+                    aadsts=_error_codes(result),
                 )
+            # The identity provider refused the refresh token: it will say so again until the user
+            # signs in (the cache file changes), so this backs off instead of asking every few seconds.
             raise SignInRequired(
                 f"the user must sign in again: {result.get('error')}, {explanation.line()}"
                 if explanation is not None
                 else f"the user must sign in again ({result.get('error')}: {first_line(description, 120)}); "
                 f"run: {self.login_command}",
                 code="login_required",
-                retry_after=LOGIN_RECHECK_S,
+                permanent=True,
+                aadsts=_error_codes(result),
             )
         return result
 
     def acquire(self, scopes: tuple[str, ...], claims: str | None = None) -> AcquiredToken:
+        """Blocking: a new token from the identity provider (see ``_acquire``); a managed identity's
+        failure is said as what happened and what to set (``managed_identity.py``)."""
+        try:
+            return self._acquire(scopes, claims)
+        except IdentityProviderError as exc:
+            if not isinstance(self.credential, ManagedIdentityCredential):
+                raise
+            resource = scopes[0].removesuffix("/.default")
+            explained = explain(exc, self.managed_identity_host, self._session.last_status(), resource)
+            if explained is exc:
+                raise
+            raise explained from exc
+
+    def _acquire(self, scopes: tuple[str, ...], claims: str | None = None) -> AcquiredToken:
         """Blocking: a new app-only token from the identity provider, never MSAL's cached copy.
 
         bearerd is the cache (one in-memory token per route, refreshed early), so every call here
@@ -321,15 +348,17 @@ class CredentialClient:
             code = str(result.get("error"))
             description = str(result.get("error_description", ""))
             explanation = aadsts.explain(result.get("error_codes"), description, self.login_command)
+            codes = _error_codes(result)
             raise IdentityProviderError(
                 f"identity provider refused ({code}): {explanation.line()}"
                 if explanation is not None
                 else f"identity provider refused: {code}: {first_line(description)}",
                 code=code,
                 retry_after=self._session.retry_after(),
-                # A federated token may just be stale (rotation pending): that is worth retrying soon.
-                permanent=code in _PERMANENT_ERRORS
-                and not (code == "invalid_client" and isinstance(self.credential, ClientAssertionCredential)),
+                # Refusals that will be repeated back off to minutes; a change of the credential's
+                # files (a rotated federated token, a new secret) ends the wait (provider.py).
+                permanent=will_repeat(code, codes),
+                aadsts=codes,
             )
         token = result.get("access_token")
         if not isinstance(token, str) or not token:
@@ -338,6 +367,12 @@ class CredentialClient:
         refresh_on = result.get("refresh_on")
         refresh_in = float(refresh_on) - time.time() if isinstance(refresh_on, int | float) else None
         return AcquiredToken(value=token, expires_in=expires_in, refresh_in=refresh_in)
+
+
+def _error_codes(result: dict[str, Any]) -> tuple[int, ...]:
+    """Entra's AADSTS numbers (``error_codes``) of an error answer."""
+    codes = result.get("error_codes")
+    return tuple(c for c in codes if isinstance(c, int)) if isinstance(codes, list) else ()
 
 
 def _connection_reason(exc: requests.ConnectionError) -> str:

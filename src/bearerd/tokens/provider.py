@@ -10,9 +10,17 @@ no await, no lock, no thread hop, no MSAL call. Everything slow happens off that
   lifetime, while the current token keeps being served; a request that sees the refresh time
   passed (timer late, or refresh failing) nudges it too.
 * **Backoff.** A failure waits ``min(cap, base·2ⁿ)`` with jitter — or the provider's
-  ``Retry-After`` when longer — before the next attempt. While waiting, a still-valid token is
-  served; without one, callers get ``TokenUnavailable`` at once (503 + Retry-After) instead of
-  each of them hammering the identity provider.
+  ``Retry-After`` when longer — before the next attempt (``backoff.py``: seconds to a minute for
+  trouble, up to 15 minutes for refusals the identity provider will repeat). While waiting, a
+  still-valid token is served; without one, callers get ``TokenUnavailable`` at once (503 +
+  Retry-After) instead of each of them hammering the identity provider.
+* **What resets a refusal's wait.** A refusal's answer changes only when something changes, so
+  those things end the wait at once: the credential's files (a new ``bearerd login`` rewrites the
+  user's cache; a rotated federated token, a replaced secret or key), looked at every
+  ``CREDENTIAL_RECHECK_S`` with a ``stat`` and no network call, and a reload
+  (``reset_backoff``). In a fleet the first attempt after a reset also lifts the fleet's shared
+  wait (``TokenSource.forget_failures``), and a replica waiting out a shared refusal looks at the
+  same interval whether another replica lifted it (a login or a reload elsewhere).
 
 * **Sources.** How a new token is obtained is the ``TokenSource``'s business (``sources.py``):
   MSAL in a worker thread, or the Redis fleet first (``fleet.py``). The provider only decides when.
@@ -33,6 +41,7 @@ from typing import Protocol
 import structlog
 
 from bearerd.errors import LoginRequired, TokenUnavailable
+from bearerd.tokens import backoff
 from bearerd.tokens.results import AcquiredToken, IdentityProviderError, SignInRequired
 from bearerd.tokens.sources import Origin, TokenSource
 
@@ -48,10 +57,8 @@ CallLater = Callable[[float, Callable[[], None]], Timer]
 
 log = structlog.get_logger("bearerd.tokens")
 
-BACKOFF_BASE_S = 1.0
-BACKOFF_CAP_S = 60.0
-# Refused by a clear, permanent answer (bad secret, unknown scope): retrying faster won't help.
-BACKOFF_PERMANENT_MIN_S = 30.0
+# While a refusal's wait runs, how often the credential's files are looked at for a change.
+CREDENTIAL_RECHECK_S = 2.0
 # Stop using a token a little before it expires, so it doesn't expire on its way upstream.
 EXPIRY_MARGIN_MAX_S = 60.0
 # A refused token forces a new one at most this often, so an upstream that answers 401 for
@@ -108,6 +115,9 @@ class TokenProvider:
         self._failures = 0
         self._next_attempt_at = 0.0
         self._last_error: IdentityProviderError | None = None
+        self._refused_stamp: object = None  # the credential's files when a refusal came; None: no refusal
+        self._forget_shared = False  # the next attempt first lifts the fleet's shared wait
+        self._lift_check: asyncio.Task[bool] | None = None  # is the fleet's shared wait still there?
         self._last_forced = -FORCED_REFRESH_MIN_INTERVAL_S
         self._closed = False
         self.acquisitions = 0  # attempts made (for tests, logs and metrics)
@@ -135,7 +145,7 @@ class TokenProvider:
         if value is not None:
             return value
         now = self._clock()
-        if self._inflight is None and now < self._next_attempt_at:
+        if self._inflight is None and now < self._next_attempt_at and not self._credential_changed():
             raise self._unavailable(self._next_attempt_at - now)
         task = self._start_acquisition()
         try:
@@ -213,6 +223,32 @@ class TokenProvider:
         if not task.cancelled():
             task.exception()
 
+    @property
+    def acquiring(self) -> bool:
+        """Whether an acquisition is under way (for status and tests)."""
+        return self._inflight is not None
+
+    @property
+    def last_error(self) -> IdentityProviderError | None:
+        """Why the last acquisition failed (None after a success): for one-shot commands."""
+        return self._last_error
+
+    def reset_backoff(self, reason: str) -> None:
+        """Something that can change a refusal's answer happened (a reload, a changed credential
+        file): the next attempt may start now. Waits for trouble (5xx, 429's Retry-After) stay."""
+        error = self._last_error
+        if error is None or not error.permanent:
+            return
+        self._failures = 0
+        self._next_attempt_at = 0.0
+        self._refused_stamp = None
+        self.lift_shared_failures()
+        log.info("token.backoff_reset", credential=self.credential, scopes=list(self.scopes), reason=reason)
+
+    def lift_shared_failures(self) -> None:
+        """The next attempt first lifts failures shared by a fleet (a credential new in a reload)."""
+        self._forget_shared = True
+
     def status(self) -> ProviderStatus:
         now = self._clock()
         token = self._token
@@ -229,7 +265,9 @@ class TokenProvider:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        tasks = {t for t in (self._inflight, *self._claims_inflight.values()) if t is not None}
+        if self._lift_check is not None:
+            self._lift_check.cancel()
+        tasks = {t for t in (self._inflight, *self._claims_inflight.values(), self._lift_check) if t is not None}
         if tasks:
             # The worker thread can't be interrupted; waiting for it keeps shutdown orderly.
             await asyncio.wait(tasks, timeout=self._close_timeout_s)
@@ -248,7 +286,16 @@ class TokenProvider:
             retry_after=max(1.0, retry_in),
         )
 
+    def _credential_changed(self) -> bool:
+        """Whether the credential's files changed since a refusal (then its wait is over)."""
+        if self._refused_stamp is None or self.source.stamp() == self._refused_stamp:
+            return False
+        self.reset_backoff("credential files changed")
+        return True
+
     def _refresh_in_background(self, now: float) -> None:
+        # No look at the credential's files here: this runs on the hot path (``current()``); the
+        # recheck timer and ``fetch()`` without a token do that.
         if self._inflight is None and now >= self._next_attempt_at and not self._closed:
             self._start_acquisition()
 
@@ -269,7 +316,10 @@ class TokenProvider:
         started = self._clock()
         self.acquisitions += 1
         avoid, self._avoid = self._avoid, None
+        forget, self._forget_shared = self._forget_shared, False
         try:
+            if forget:
+                await self.source.forget_failures()
             acquired, origin = await self.source.acquire(claims, avoid)
         except IdentityProviderError as exc:
             self._report(exc.code, started)
@@ -305,6 +355,7 @@ class TokenProvider:
         self._failures = 0
         self._next_attempt_at = 0.0
         self._last_error = None
+        self._refused_stamp = None
         log.info(
             "token.acquired",
             credential=self.credential,
@@ -320,22 +371,22 @@ class TokenProvider:
     def _on_failure(self, error: IdentityProviderError, started: float) -> None:
         now = self._clock()
         if error.shared and error.retry_after is not None:
-            # Another replica's failure, adopted from the fleet: wait as long as it says, without
-            # growing a backoff for attempts this replica never made.
+            # The fleet's wait (another replica's failure adopted, or ours shared): as it says, and
+            # its count of failures becomes ours, so the next step grows from where the fleet is.
             delay = error.retry_after
+            self._failures = max(self._failures, error.streak)
         else:
             self._failures += 1
-            ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (self._failures - 1))
-            delay = self._rng.uniform(ceiling / 2, ceiling)  # jitter spreads a fleet's retries apart
-        if error.permanent:
-            delay = max(delay, BACKOFF_PERMANENT_MIN_S)
-        if error.retry_after is not None:
-            delay = max(delay, error.retry_after)
-        if isinstance(error, SignInRequired):
-            delay = error.retry_after or delay  # a local look at the cache file: cheap, and quick to notice a login
+            delay = backoff.delay_s(self._failures, error.permanent, error.retry_after, self._rng)
+        if isinstance(error, SignInRequired) and not error.permanent:
+            # No signed-in account: nobody was asked; a local look at the cache file is cheap and
+            # notices a login quickly.
+            delay = error.retry_after or delay
         repeated = self._last_error is not None and self._last_error.code == error.code
         self._next_attempt_at = now + delay
         self._last_error = error
+        # What the credential's files were when refused: a change ends the wait (a new login...).
+        self._refused_stamp = self.source.stamp() if error.permanent else None
         token = self._token
         still_valid = token is not None and now < token.usable_until
         # Waiting for a sign-in is one state, not an error per attempt: say it once.
@@ -351,8 +402,33 @@ class TokenProvider:
             serving_valid_token=still_valid,
             duration_ms=round((now - started) * 1000, 1),
         )
-        if still_valid or isinstance(error, SignInRequired):
+        if error.permanent:
+            self._schedule(min(self._next_attempt_at, now + CREDENTIAL_RECHECK_S))
+        elif still_valid or isinstance(error, SignInRequired):
             self._schedule(self._next_attempt_at)
+
+    def _check_shared_wait(self, now: float) -> None:
+        """Waiting out a refusal the fleet shared: ask it (one Redis read) whether another replica
+        lifted it — a `bearerd login` or a reload there — and if so, ask again now."""
+        error = self._last_error
+        if error is None or not (error.permanent and error.shared):
+            return
+        if now >= self._next_attempt_at - CREDENTIAL_RECHECK_S:
+            return  # its end is near: the key expiring then is no news
+        if self._lift_check is not None:
+            return
+        task = asyncio.get_running_loop().create_task(self.source.failure_lifted(), name=f"lifted:{self.credential}")
+        self._lift_check = task
+        task.add_done_callback(self._shared_wait_checked)
+
+    def _shared_wait_checked(self, task: asyncio.Task[bool]) -> None:
+        self._lift_check = None
+        if task.cancelled() or task.exception() is not None or not task.result() or self._closed:
+            return
+        if self._last_error is not None and self._last_error.permanent:
+            self.reset_backoff("lifted by the fleet")
+            self._forget_shared = False  # already gone
+            self._refresh_in_background(self._clock())
 
     def _schedule(self, at: float) -> None:
         if self._closed:
@@ -364,4 +440,11 @@ class TokenProvider:
 
     def _on_timer(self) -> None:
         self._timer = None
-        self._refresh_in_background(self._clock())
+        now = self._clock()
+        if self._inflight is None and not self._closed and not self._credential_changed():
+            self._check_shared_wait(now)
+        self._refresh_in_background(now)
+        error = self._last_error
+        if self._inflight is None and error is not None and error.permanent:
+            # Still refused and nothing changed: look at the credential's files again later.
+            self._schedule(min(max(self._next_attempt_at, now), now + CREDENTIAL_RECHECK_S))

@@ -132,7 +132,7 @@ class Providers:
         client = self.client(credential)
         source: TokenSource
         if client.credential.kind in CLI_KINDS:
-            source = CliSource(client.credential, scopes)  # type: ignore[arg-type]
+            source = CliSource(client.credential, scopes)  # type: ignore[arg-type]  # a CLI kind, checked above
         else:
             local = LocalSource(client, scopes, self.material(credential))
             source = self._fleet.source(local) if self._fleet is not None else local

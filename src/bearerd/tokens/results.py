@@ -20,9 +20,11 @@ class IdentityProviderError(Exception):
     """A failed acquisition, described without any secret.
 
     ``retry_after`` is the provider's own Retry-After when it sent one. ``permanent`` marks
-    answers that retrying won't fix soon (bad secret, unknown scope): they back off harder.
-    ``shared`` marks another replica's failure adopted from the fleet: this replica waits it out
-    without growing a backoff for attempts it never made.
+    refusals the identity provider will repeat until something changes (bad secret, revoked
+    sign-in, missing consent; ``backoff.will_repeat``): they back off to a cap of minutes.
+    ``aadsts`` are Entra's ``error_codes``. ``shared`` marks a wait the fleet decided (another
+    replica's failure adopted, or this one's shared): this replica waits ``retry_after`` as it is,
+    and takes ``streak`` — the fleet's count of consecutive failures — as its own.
     """
 
     def __init__(
@@ -33,12 +35,28 @@ class IdentityProviderError(Exception):
         retry_after: float | None = None,
         permanent: bool = False,
         shared: bool = False,
+        aadsts: tuple[int, ...] = (),
+        streak: int = 0,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.retry_after = retry_after
         self.permanent = permanent
         self.shared = shared
+        self.aadsts = aadsts
+        self.streak = streak
+
+    def as_shared(self, wait_s: float, streak: int) -> IdentityProviderError:
+        """The same failure with the fleet's wait and count (same class: a sign-in stays a sign-in)."""
+        return type(self)(
+            str(self),
+            code=self.code,
+            retry_after=wait_s,
+            permanent=self.permanent,
+            shared=True,
+            aadsts=self.aadsts,
+            streak=streak,
+        )
 
 
 class SignInRequired(IdentityProviderError):

@@ -29,6 +29,19 @@ class TokenSource(Protocol):
         satisfies a claims challenge. Raises ``IdentityProviderError``."""
         ...
 
+    def stamp(self) -> object:
+        """The credential's files as they are now (size, time, inode): a change can change the
+        identity provider's answer. Cheap (``stat`` calls), safe on the event loop."""
+        ...
+
+    async def forget_failures(self) -> None:
+        """Lift failures shared with others (a fleet's), because something changed here."""
+        ...
+
+    async def failure_lifted(self) -> bool:
+        """Whether a failure this source shared with others was lifted elsewhere (a fleet's)."""
+        ...
+
 
 class LocalSource:
     """MSAL, for this process alone — with the credential's material brought up to date first
@@ -60,3 +73,12 @@ class LocalSource:
             REDACTOR.register(fresh.values())  # a secret from the vault or a rotated file: never in a log line
             self.client.use_secrets(fresh)
         return fresh is not None
+
+    def stamp(self) -> object:
+        return self.client.files_stamp()
+
+    async def forget_failures(self) -> None:
+        return None  # nothing shared
+
+    async def failure_lifted(self) -> bool:
+        return False  # nothing shared

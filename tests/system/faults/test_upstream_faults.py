@@ -14,7 +14,7 @@ from bearerd.config.loader import load_config
 from bearerd.emulator import EmulatorStack
 from support.configs import ConfigWriter, stack_tables
 from support.inprocess import Running, start
-from support.wire import eventually
+from support.waiting import eventually
 
 
 def open_fds() -> int:
@@ -113,15 +113,19 @@ async def _gone_mid_upload(running: Running, log_stream: object) -> None:
     _, writer = await asyncio.open_connection(host, port)
     writer.write(b"POST /secretapi/upload HTTP/1.1\r\nHost: a\r\nContent-Length: 10000000\r\n\r\n" + b"x" * 1_000_000)
     await writer.drain()
-    await asyncio.sleep(0.2)
+    await eventually(lambda: running.daemon.metrics.in_flight == 1, what="the upload being forwarded")
     writer.transport.abort()  # gone mid-upload
-    await asyncio.sleep(0.5)
+
+    def uploads() -> list[dict[str, object]]:
+        events = log_events(log_stream)  # type: ignore[arg-type]
+        return [e for e in events if e.get("event") == "request" and e.get("path") == "/secretapi/upload"]
+
+    await eventually(lambda: bool(uploads()), what="the upload's access line")
     async with running.session.get(running.url("/secretapi/api/status")) as resp:
         assert resp.status == 200
     events = log_events(log_stream)  # type: ignore[arg-type]
     assert not [e for e in events if "exception" in e or e.get("level") == "error"]
-    uploads = [e for e in events if e.get("event") == "request" and e.get("path") == "/secretapi/upload"]
-    assert uploads and uploads[-1]["status"] in (499, 502)
+    assert uploads()[-1]["status"] in (499, 502)
 
 
 async def test_a_request_never_outlives_its_client(stack: EmulatorStack, running: Running) -> None:

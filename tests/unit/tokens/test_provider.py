@@ -12,6 +12,7 @@ import random
 import pytest
 
 from bearerd.errors import LoginRequired, TokenUnavailable
+from bearerd.tokens import backoff
 from bearerd.tokens import provider as provider_module
 from bearerd.tokens.provider import TokenProvider
 from bearerd.tokens.results import AcquiredToken, IdentityProviderError, SignInRequired
@@ -97,7 +98,7 @@ async def test_failures_back_off_exponentially_with_jitter_to_the_cap() -> None:
     for attempt in range(1, 10):
         error = await unavailable(provider)
         assert len(source.calls) == attempt
-        ceiling = min(provider_module.BACKOFF_CAP_S, provider_module.BACKOFF_BASE_S * 2 ** (attempt - 1))
+        ceiling = min(backoff.BACKOFF_CAP_S, backoff.BACKOFF_BASE_S * 2 ** (attempt - 1))
         assert error.retry_after is not None
         assert max(1.0, ceiling / 2) <= error.retry_after <= max(1.0, ceiling) + 1e-9
         # Asking again while backing off never reaches the identity provider.
@@ -120,15 +121,128 @@ async def test_retry_after_from_the_identity_provider_is_honoured() -> None:
     assert await provider.fetch() == "token-1"
 
 
-async def test_a_permanent_refusal_waits_at_least_the_permanent_minimum() -> None:
+def refusal(code: str = "invalid_client") -> IdentityProviderError:
+    return IdentityProviderError(f"identity provider refused: {code}", code=code, permanent=True)
+
+
+class TimedSource(ScriptedSource):
+    """A scripted source that notes when (fake time) each acquisition was made."""
+
+    def __init__(self, clock: FakeClock, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.clock = clock
+        self.at: list[float] = []
+
+    async def acquire(self, claims: str | None, avoid: str | None) -> tuple[AcquiredToken, Origin]:
+        self.at.append(self.clock.now)
+        return await super().acquire(claims, avoid)
+
+
+async def test_a_repeated_refusal_backs_off_exponentially_to_fifteen_minutes() -> None:
+    """Issue 16: a revoked refresh token was re-sent every 2 s, forever. Callers keep coming every
+    5 s for six hours of fake time; the identity provider is asked on the backoff's schedule only."""
+    clock = FakeClock()
+    source = TimedSource(clock)
+    source.fail(*[refusal("invalid_grant") for _ in range(10_000)])
+    provider = make(source, clock)
+    hours = 6
+    for _ in range(hours * 3600 // 5):
+        with pytest.raises(TokenUnavailable):
+            await provider.fetch()
+        await clock.advance(5)
+    gaps = [b - a for a, b in zip(source.at, source.at[1:], strict=False)]
+    for step, gap in enumerate(gaps, start=1):
+        ceiling = min(backoff.REFUSAL_CAP_S, backoff.REFUSAL_BASE_S * 2 ** (step - 1))
+        assert ceiling / 2 - 1e-6 <= gap <= ceiling + 1e-6, (step, gap)  # jittered, never sooner
+    assert max(gaps) <= backoff.REFUSAL_CAP_S + 1e-6
+    # 6 h at one call per 7.5-15 min once capped: a few dozen calls, where every 2 s made 10,800.
+    assert len(source.at) <= 6 + hours * 3600 / (backoff.REFUSAL_CAP_S / 2)
+    assert len(source.at) >= hours * 3600 / backoff.REFUSAL_CAP_S
+
+
+async def test_trouble_backs_off_to_a_minute_not_to_a_refusals_cap() -> None:
+    clock = FakeClock()
+    source = TimedSource(clock)
+    source.fail(*[server_error() for _ in range(100)])
+    provider = make(source, clock)
+    for _ in range(3600 // 5):
+        with pytest.raises(TokenUnavailable):
+            await provider.fetch()
+        await clock.advance(5)
+    gaps = [b - a for a, b in zip(source.at, source.at[1:], strict=False)]
+    assert max(gaps) <= backoff.BACKOFF_CAP_S + 5  # a request every 5 s starts the attempt once due
+
+
+async def test_a_new_sign_in_ends_a_refused_sign_ins_wait_without_any_request() -> None:
     clock, source = FakeClock(), ScriptedSource()
-    source.fail(IdentityProviderError("bad secret", code="invalid_client", permanent=True))
+    revoked = SignInRequired("the user must sign in again (invalid_grant)", code="login_required", permanent=True)
+    source.fail(revoked)
     provider = make(source, clock)
     error = await unavailable(provider)
-    assert error.retry_after is not None and error.retry_after >= provider_module.BACKOFF_PERMANENT_MIN_S
-    await clock.advance(provider_module.BACKOFF_PERMANENT_MIN_S - 1)
+    assert isinstance(error, LoginRequired)
+    assert error.retry_after is not None and error.retry_after >= backoff.REFUSAL_BASE_S / 2
+    await clock.advance(provider_module.CREDENTIAL_RECHECK_S * 5)
+    assert len(source.calls) == 1  # the cache file was looked at, nobody was asked
+    source.files += 1  # `bearerd login` rewrote the cache file
+    await clock.advance(provider_module.CREDENTIAL_RECHECK_S)
+    assert len(source.calls) == 2 and provider.current() == "token-1"
+
+
+async def test_a_changed_credential_file_ends_the_wait_for_the_next_request() -> None:
+    clock, source = FakeClock(), ScriptedSource()
+    source.fail(refusal("invalid_client"))
+    provider = make(source, clock)
+    await unavailable(provider)
     await unavailable(provider)
     assert len(source.calls) == 1
+    source.files += 1  # a replaced secret file, a rotated federated token
+    assert await provider.fetch() == "token-1"
+    assert len(source.calls) == 2
+
+
+async def test_a_reload_lifts_a_refusals_wait_and_the_fleets_but_not_a_retry_after() -> None:
+    clock, source = FakeClock(), ScriptedSource()
+    source.fail(refusal("invalid_client"), server_error(retry_after=120))
+    provider = make(source, clock)
+    await unavailable(provider)
+    provider.reset_backoff("reload")
+    error = await unavailable(provider)  # asked again at once (and refused, with a Retry-After)
+    assert len(source.calls) == 2 and source.forgotten == 1  # the fleet's shared wait was lifted first
+    assert error.retry_after == 120
+    provider.reset_backoff("reload")
+    await unavailable(provider)
+    assert len(source.calls) == 2  # throttling is not a refusal: its Retry-After still holds
+    await clock.advance(120)
+    assert await provider.fetch() == "token-1"
+
+
+async def test_a_shared_refusal_lifted_elsewhere_in_the_fleet_ends_the_wait() -> None:
+    clock, source = FakeClock(), ScriptedSource()
+    shared = SignInRequired("the user must sign in again", code="login_required", permanent=True)
+    source.fail(shared.as_shared(600.0, streak=1))
+    provider = make(source, clock)
+    await unavailable(provider)
+    await clock.advance(provider_module.CREDENTIAL_RECHECK_S * 3)
+    assert len(source.calls) == 1  # the fleet's wait still stands
+    source.lifted = True  # `bearerd login` on another replica removed the fleet's shared refusal
+    await clock.advance(provider_module.CREDENTIAL_RECHECK_S)
+    assert len(source.calls) == 2 and provider.current() == "token-1"
+    assert source.forgotten == 0  # nothing left to lift
+
+
+async def test_the_fleets_wait_and_count_are_taken_as_they_are() -> None:
+    clock = FakeClock()
+    source = TimedSource(clock)
+    shared = IdentityProviderError("refused", code="invalid_client", permanent=True, shared=True)
+    source.fail(shared.as_shared(100.0, streak=3), refusal())
+    provider = make(source, clock)
+    first = await unavailable(provider)
+    assert first.retry_after == 100  # the fleet's wait, not a backoff of our own
+    await clock.advance(100)
+    second = await unavailable(provider)
+    # Our next failure is the fleet's 4th: its wait grows from there (60 s · 2³ = 480 s step).
+    assert second.retry_after is not None and 240 <= second.retry_after <= 480
+    assert len(source.at) == 2 and source.at[1] - source.at[0] == 100
 
 
 async def test_a_valid_token_is_served_through_an_outage_and_retried_by_timer() -> None:
