@@ -55,17 +55,21 @@ class Redactor:
 
     def __init__(self) -> None:
         self._secrets: tuple[str, ...] = ()
+        self._trigger = re.compile(r"eyJ|(?i:bearer|basic)")
 
     def register(self, secrets: Iterable[str]) -> None:
         known = set(self._secrets) | {s for s in secrets if len(s) >= _MIN_SECRET_LENGTH}
         # Longest first, so a secret that contains another is removed whole.
         self._secrets = tuple(sorted(known, key=len, reverse=True))
+        # One scan tells whether a text needs any scrubbing at all (nearly none does): a JWT's
+        # start, a credential scheme (any case), or one of the secrets.
+        self._trigger = re.compile("|".join([r"eyJ", r"(?i:bearer|basic)", *map(re.escape, self._secrets)]))
 
     def scrub_text(self, text: str) -> str:
-        if "eyJ" in text:
-            text = _JWT.sub("[redacted-jwt]", text)
-        if "earer" in text or "asic" in text or "EARER" in text or "ASIC" in text:
-            text = _SCHEME_CREDENTIAL.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+        if self._trigger.search(text) is None:
+            return text
+        text = _JWT.sub("[redacted-jwt]", text)
+        text = _SCHEME_CREDENTIAL.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, REDACTED)
@@ -95,12 +99,13 @@ class Redactor:
 
 REDACTOR = Redactor()
 
+
 class AccessLog:
     """The one line per request, written without structlog's processor chain.
 
     Through the chain (bind, contextvars, level, timestamp, redaction of every value, render,
     print + flush) the access line was ~15% of the daemon's CPU in the benchmark's profile. Here
-    it is one ``json.dumps`` of the same shape (``event``, ``level``, ``timestamp`` and the
+    it is the same JSON, rendered by hand (``event``, ``level``, ``timestamp`` and the
     fields), with every string value scrubbed by the same ``Redactor`` — so the guarantee is
     unchanged — and handed to the same stream as every other line, so order is kept. That
     stream is the log writer's (``logwriter.py``): its thread writes whatever has queued up in one
@@ -122,19 +127,29 @@ class AccessLog:
         self._fallback = structlog.get_logger("bearerd.access").bind()
 
     def write(self, debug: bool, fields: dict[str, object]) -> None:
-        level = logging.DEBUG if debug else logging.INFO
-        if level < self._min_level:
+        """One access line from its fields (each string scrubbed)."""
+        if not self.wanted(debug):
             return
-        stream = self._stream
-        if stream is None:
+        if self._stream is None:
             (self._fallback.debug if debug else self._fallback.info)("request", **fields)
             return
-        scrub = REDACTOR.scrub_text
-        line: dict[str, object] = {k: scrub(v) if isinstance(v, str) else v for k, v in fields.items()}
-        line["event"] = "request"
-        line["level"] = "debug" if debug else "info"
-        line["timestamp"] = self._timestamp()
-        stream.write(json.dumps(line) + "\n")
+        self.write_rendered(debug, ", ".join(f'"{k}": {render_value(v)}' for k, v in fields.items()))
+
+    def wanted(self, debug: bool) -> bool:
+        return (logging.DEBUG if debug else logging.INFO) >= self._min_level
+
+    @property
+    def console(self) -> bool:
+        """Lines go through structlog (a person at a terminal), not rendered here."""
+        return self._stream is None
+
+    def write_rendered(self, debug: bool, body: str) -> None:
+        """One access line whose fields are already JSON (``"key": value, …``, strings scrubbed)."""
+        stream = self._stream
+        if stream is None:
+            return
+        level = "debug" if debug else "info"
+        stream.write(f'{{{body}, "event": "request", "level": "{level}", "timestamp": "{self._timestamp()}"}}\n')
 
     def _timestamp(self) -> str:
         """ISO 8601 UTC like structlog's, with the date part formatted once per second."""
@@ -147,6 +162,20 @@ class AccessLog:
 
 
 ACCESS_LOG = AccessLog()
+# The access line is rendered by hand, in json.dumps's own format, because it is on every request.
+json_string: Callable[[str], str] = json.encoder.encode_basestring_ascii
+_JSON_CONSTANTS: dict[object, str] = {True: "true", False: "false", None: "null"}
+
+
+def render_value(value: object) -> str:
+    """A field value as JSON; strings scrubbed of secrets first."""
+    if isinstance(value, str):
+        return json_string(REDACTOR.scrub_text(value))
+    if value is True or value is False or value is None:
+        return _JSON_CONSTANTS[value]
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(REDACTOR.scrub(value))
 
 
 def _scrub_rendered_exception(logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:

@@ -44,7 +44,11 @@ class Accounting:
                 status < 400 and (mode == "errors" or (sample < 1.0 and self._rng.random() >= sample))
             ):
                 return
-        ACCESS_LOG.write(status == 499, exchange.access_fields(round(elapsed * 1000, 2)))
+        debug, duration_ms = status == 499, round(elapsed * 1000, 2)
+        if ACCESS_LOG.console:
+            ACCESS_LOG.write(debug, exchange.access_fields(duration_ms))
+        elif ACCESS_LOG.wanted(debug):
+            ACCESS_LOG.write_rendered(debug, exchange.access_json(duration_ms))
 
     def refused(self, error: ProxyError) -> None:
         """A request the HTTP core refused before it reached the handler (malformed, too large):

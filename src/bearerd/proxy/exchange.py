@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from bearerd.logs import render_value
+
 TokenUse = Literal["memory", "refresh", "client"]
 RetryKind = Literal["refused", "claims"]
 Via = Literal["route", "forward_proxy"]
@@ -47,6 +49,56 @@ class Exchange:
         fields["status"] = self.status
         fields["duration_ms"] = duration_ms
         return fields
+
+    def access_json(self, duration_ms: float) -> str:
+        """The same fields as ``access_fields``, rendered as JSON object members, for the hot path:
+        bearerd's own names (route, auth, problem…) come from a cache of rendered fragments, and
+        only what a client chose (the path, an odd method) is scrubbed and escaped each time."""
+        parts = [
+            _fragment("method", self.method) if self.method in _METHODS else '"method": ' + render_value(self.method)
+        ]
+        if self.via != "route":
+            parts.append(_fragment("via", self.via))
+        if self.path is not None:
+            parts.append('"path": ' + render_value(self.path))
+        if self.route is not None:
+            parts.append(_fragment("route", self.route))
+        if self.auth is not None:
+            parts.append(_fragment("auth", self.auth))
+        if self.websocket:
+            parts.append('"websocket": true')
+        if self.retried is not None:
+            parts.append(_fragment("retried", self.retried))
+        if self.upstream_ms is not None:
+            parts.append(f'"upstream_ms": {self.upstream_ms!r}')
+        if self.bytes_in:
+            parts.append(f'"bytes_in": {self.bytes_in}')
+        if self.bytes_out:
+            parts.append(f'"bytes_out": {self.bytes_out}')
+        if self.problem is not None:
+            parts.append(_fragment("problem", self.problem))
+        if self.detail is not None:
+            parts.append('"detail": ' + render_value(self.detail))
+        if self.client_closed:
+            parts.append('"client_closed": true')
+        if self.upstream_error is not None:
+            parts.append(_fragment("upstream_error", self.upstream_error))
+        parts.append(f'"status": {self.status}, "duration_ms": {duration_ms!r}')
+        return ", ".join(parts)
+
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"})
+# Rendered '"key": "value"' members for bearerd's own values: a bounded set (routes, slugs, literals).
+_FRAGMENTS: dict[tuple[str, str], str] = {}
+
+
+def _fragment(key: str, value: str) -> str:
+    fragment = _FRAGMENTS.get((key, value))
+    if fragment is None:
+        fragment = f'"{key}": {render_value(value)}'
+        if len(_FRAGMENTS) < 4096:
+            _FRAGMENTS[(key, value)] = fragment
+    return fragment
 
 
 # In the order they appear in the access line, after method and via.

@@ -40,3 +40,23 @@ def test_everything_that_happened_is_named() -> None:
         "problem", "detail", "upstream_error", "status", "duration_ms",
     ]  # fmt: skip
     assert fields["via"] == "forward_proxy" and fields["retried"] == "claims"
+
+
+def test_the_rendered_line_is_the_fields_as_json_and_scrubbed() -> None:
+    import json
+
+    from bearerd.logs import REDACTOR
+
+    REDACTOR.register(["s3cr3t-in-a-path"])
+    record = Exchange(
+        "PROPFIND", 0.0, path='/x/s3cr3t-in-a-path/"q"', route="r", via="forward_proxy", auth="refresh",
+        websocket=True, retried="refused", upstream_ms=1.25, bytes_in=3, bytes_out=4, status=502,
+        problem="upstream-unreachable", detail="Bearer abc.def failed", client_closed=True, upstream_error="X",
+    )  # fmt: skip
+    rendered = json.loads("{" + record.access_json(2.5) + "}")
+    expected = record.access_fields(2.5)
+    expected["path"] = '/x/[redacted]/"q"'
+    expected["detail"] = "Bearer [redacted] failed"
+    assert rendered == expected and list(rendered) == list(expected)
+    plain = Exchange("GET", 0.0, status=200)
+    assert json.loads("{" + plain.access_json(0.1) + "}") == plain.access_fields(0.1)
