@@ -2,6 +2,7 @@
 byte tunnels, on plain asyncio Protocols (uvloop when installed), built for per-request cost.
 
     listen.py    serve_tcp / serve_unix, graceful close            H1Server
+                 serve_tunnel_tls: HTTP inside a CONNECT tunnel
     server.py    one client connection: parse, refuse, dispatch   ServerConnection
     exchange.py  what a handler gets                              Request, Responder
     pool.py      bounded keep-alive pool per upstream origin      UpstreamPool, PoolOptions
@@ -45,6 +46,7 @@ from .connect import EgressProxy, Origin
 from .errors import (
     BodyTooLarge,
     ClientGone,
+    ClientTLSError,
     H1Error,
     PoolBusy,
     UpstreamClosedError,
@@ -56,13 +58,14 @@ from .errors import (
 )
 from .exchange import Request, Responder
 from .limits import ServerLimits
-from .listen import H1Server, serve_tcp, serve_unix
+from .listen import H1Server, serve_tcp, serve_tunnel_tls, serve_unix
 from .pool import PoolOptions, UpstreamPool
 from .tunnel import Tunnel, relay
 
 __all__ = [
     "BodyTooLarge",
     "ClientGone",
+    "ClientTLSError",
     "EgressProxy",
     "H1Error",
     "H1Server",
@@ -83,5 +86,6 @@ __all__ = [
     "UpstreamTimeoutError",
     "relay",
     "serve_tcp",
+    "serve_tunnel_tls",
     "serve_unix",
 ]
