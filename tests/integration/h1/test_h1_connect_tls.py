@@ -52,7 +52,7 @@ async def until(condition: object) -> None:
 
 async def test_requests_inside_the_tunnel_reach_the_tunnel_handler_over_tls() -> None:
     tls = pki("localhost")
-    seen, failures = Seen(), []
+    seen, failures = Seen(), list[ClientTLSError]()
     names: list[tuple[str, str | None]] = []
     inner_echo = echo(seen)
 
