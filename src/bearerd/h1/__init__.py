@@ -7,7 +7,7 @@ byte tunnels, on plain asyncio Protocols (uvloop when installed), built for per-
     exchange.py  what a handler gets                              Request, Responder
     pool.py      bounded keep-alive pool per upstream origin      UpstreamPool, PoolOptions
     client.py    one upstream connection and its response         UpstreamResponse
-    connect.py   direct / CONNECT-through-proxy / TLS, errors     Origin, EgressProxy
+    connect.py   direct / CONNECT-through-proxy / TLS, errors     Origin, EgressProxy, open_tunnel
     tunnel.py    connections that left HTTP, and relaying them    Tunnel, relay
     wire.py      pure head/framing rules                          (tested without sockets)
     ticker.py    one timer for every deadline of a listener/pool
@@ -42,7 +42,7 @@ A forwarding handler, in short (hop-by-hop filtering and error mapping are the c
 """
 
 from .client import UpstreamResponse
-from .connect import EgressProxy, Origin
+from .connect import EgressProxy, Origin, open_tunnel
 from .errors import (
     BodyTooLarge,
     ClientGone,
@@ -84,6 +84,7 @@ __all__ = [
     "UpstreamResponse",
     "UpstreamTLSError",
     "UpstreamTimeoutError",
+    "open_tunnel",
     "relay",
     "serve_tcp",
     "serve_tunnel_tls",
