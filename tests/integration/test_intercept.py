@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
+from yarl import URL
 
 from bearerd.config.loader import load_config
 from bearerd.emulator import EmulatorStack
@@ -55,7 +55,7 @@ async def test_https_through_bearerd_as_proxy_gets_the_routes_token(
             assert await resp.json() == {"status": "ok", "service": "secretapi"}
         # The path goes upstream unchanged, byte for byte, like the forward-proxy absolute form.
         target = "/echo/a%2Fb/caf%C3%A9?x=%2F&y=a+b"
-        async with session.get(aiohttp.client.URL(app_url(stack, target), encoded=True), proxy=running.base,
+        async with session.get(URL(app_url(stack, target), encoded=True), proxy=running.base,
                                ssl=ctx) as resp:  # fmt: skip
             assert (await resp.json())["raw_path"] == target
         async with session.get(app_url(stack, "/api/status", app="otherapi"), proxy=running.base, ssl=ctx) as resp:

@@ -26,6 +26,7 @@ import structlog
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from bearerd.config.schema import Settings
@@ -189,6 +190,12 @@ class LocalCA:
     @property
     def certificate(self) -> x509.Certificate:
         return self._cert
+
+    def java_truststore(self) -> bytes:
+        """The CA certificate as a Java truststore: PKCS#12 with Java's trusted-certificate attribute, which
+        Java 9+ reads as its default keystore type and as JKS (public data only: no password)."""
+        entry = pkcs12.PKCS12Certificate(self._cert, b"bearerd-local-ca")
+        return pkcs12.serialize_java_truststore([entry], serialization.NoEncryption())
 
     def not_covered(self, names: Iterable[str]) -> list[str]:
         """Those of ``names`` this CA may not sign for."""
