@@ -17,7 +17,7 @@ from bearerd.emulator import EmulatorStack
 from support.configs import intercept_tables, local_ca_file, write_intercept_config
 from support.inprocess import Running, start
 
-GITLAB_TOKEN = "glpat-route-secret-0123456789"  # noqa: S105 - a test value
+GITLAB_TOKEN = "glpat-route-secret-0123456789"
 API_KEY = "api-key-from-the-environment-42"
 
 
