@@ -138,6 +138,17 @@ async def test_python_requests_with_requests_ca_bundle(
         reached(stack, app, "python-requests/")
 
 
+async def test_openssl_based_clients_with_ssl_cert_file(
+    intercepting: Running, stack: EmulatorStack, tmp_path: Path
+) -> None:
+    """OpenSSL's own default trust (what .NET on Linux and many tools fall back to): Python's urllib here."""
+    script = "import sys, urllib.request as u; r = u.urlopen(sys.argv[1], timeout=30); print(r.status); print(r.read())"
+    env = tool_env(intercepting, SSL_CERT_FILE=str(local_ca_file(tmp_path)))
+    code, out = await run(sys.executable, "-c", script, app_url(stack, "secretapi", "/echo/urllib"), env=env)
+    assert code == 0 and out.splitlines()[0] == "200", out
+    reached(stack, "secretapi", "Python-urllib/")
+
+
 async def test_node_with_node_extra_ca_certs(intercepting: Running, stack: EmulatorStack, tmp_path: Path) -> None:
     node = tool("node")
     (tmp_path / "fetch.js").write_text(_NODE)
