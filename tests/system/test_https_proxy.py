@@ -10,9 +10,7 @@ otherapi keeps its ``https://127.0.0.1:PORT/`` URL (no SNI for an IP address): b
 
 from __future__ import annotations
 
-import asyncio
 import os
-import shutil
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -27,6 +25,7 @@ from support.certs import forged_leaf
 from support.configs import intercept_tables, local_ca_file, write_intercept_config
 from support.inprocess import Running, start
 from support.processes import daemon_process, run_cli
+from support.tools import JAVA_FETCH, run, tool
 
 _NODE = """
 // Node's own https doesn't read HTTPS_PROXY (before NODE_USE_ENV_PROXY): CONNECT, then TLS on that
@@ -46,18 +45,6 @@ http.request({host: proxy.hostname, port: proxy.port, method: 'CONNECT', path: a
   }).on('error', (e) => { console.log('PROXY ' + e.message); process.exit(3); }).end();
 """
 
-_JAVA = """
-import java.net.*;
-import java.io.*;
-public class Fetch {
-    public static void main(String[] args) throws Exception {
-        HttpURLConnection c = (HttpURLConnection) new URL(args[0]).openConnection();
-        System.out.println(c.getResponseCode());
-        try (InputStream in = c.getInputStream()) { System.out.println(new String(in.readAllBytes())); }
-    }
-}
-"""
-
 
 def app_url(stack: EmulatorStack, app: str, path: str) -> str:
     url = stack.apps[app].external_url.rstrip("/") + path
@@ -74,22 +61,6 @@ def tool_env(running: Running | None = None, **extra: str) -> dict[str, str]:
     """The user's environment, with bearerd as the https proxy, and no inherited proxy or trust setting."""
     env = {k: v for k, v in os.environ.items() if k.lower() not in _INHERITED}
     return {**env, **({"HTTPS_PROXY": running.base} if running is not None else {}), **extra}
-
-
-async def run(*argv: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *argv, cwd=cwd, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), 90)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode()
-
-
-def tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.skip(f"no {name} on this machine")
-    return path
 
 
 @pytest.fixture
@@ -171,7 +142,7 @@ async def test_java_with_an_exported_truststore_and_https_proxy_properties(
     code, _, err = await run_cli("ca", "export", "-c", str(tmp_path / "bearerd.toml"), "--format", "jks",
                                  "--out", str(store))  # fmt: skip
     assert code == 0, err
-    (tmp_path / "Fetch.java").write_text(_JAVA)
+    (tmp_path / "Fetch.java").write_text(JAVA_FETCH)
     port = intercepting.address[1]
     # The file is PKCS#12 with Java's trusted-certificate attribute: Java's default keystore type, and its JKS type.
     for app, store_type in (("secretapi", []), ("otherapi", ["-Djavax.net.ssl.trustStoreType=JKS"])):
