@@ -9,6 +9,8 @@ for. Bodies are streamed in both directions, never buffered, except a small requ
 the request can be replayed once if the upstream refuses the token, and a small response body
 sent in the same write as its head. The request's ``Routing`` snapshot is read once and used to
 the end of its response; the ``Exchange`` record is accounted for after the response has left.
+A ``CONNECT`` goes to ``intercept.py`` when ``intercept_https``/``tunnel_hosts`` are set; the
+requests inside an intercepted tunnel come back here, ``inside`` naming the tunnel's target.
 """
 
 from __future__ import annotations
@@ -141,9 +143,8 @@ class Proxy:
             # 499: nginx's convention for "the client closed the connection"; 500: the core answers a
             # handler's surprise with a 500 problem of its own.
             exchange.status = 499 if exchange.client_closed else (responder.status or 500)
-            exchange.bytes_out = (
-                exchange.bytes_out or responder.body_bytes
-            )  # a relay (tunnel, WebSocket) counted its own
+            # A relay (blind tunnel, WebSocket) counted its own bytes; everything else is the responder's.
+            exchange.bytes_out = exchange.bytes_out or responder.body_bytes
             # Metrics and the access line after the response has been written: no client waits for them.
             asyncio.get_running_loop().call_soon(self.accounting.finished, routing, exchange)
 
