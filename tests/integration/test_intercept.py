@@ -60,7 +60,10 @@ async def test_https_through_bearerd_as_proxy_gets_the_routes_token(
             assert (await resp.json())["raw_path"] == target
         async with session.get(app_url(stack, "/api/status", app="otherapi"), proxy=running.base, ssl=ctx) as resp:
             assert resp.status == 200
-        await asyncio.sleep(0)
+        async with session.get(running.admin + "/metrics") as resp:  # counted like any routed request
+            metrics = await resp.text()
+        assert 'bearerd_requests_total{method="GET",route="secretapi",status_class="2xx"} 2.0' in metrics
+        assert 'bearerd_requests_total{method="GET",route="otherapi",status_class="2xx"} 1.0' in metrics
     for name, client_id in (("secretapi", stack.secret_client_id), ("otherapi", stack.cert_client_id)):
         seen = stack.apps[name].requests_seen[-1]
         assert seen.claims["appid"] == client_id and seen.claims["aud"] == stack.apps[name].app_id_uri

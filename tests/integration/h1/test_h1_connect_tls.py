@@ -12,6 +12,7 @@ import pytest
 
 from bearerd.h1 import ClientTLSError, H1Server, Request, Responder, ServerLimits, serve_tcp, serve_tunnel_tls
 from support.h1 import WAIT, Handler, Seen, echo, other_tasks, pki, read_response, read_to_eof, server
+from support.wire import eventually
 
 
 def intercepting(inner: Handler, context: ssl.SSLContext, failures: list[ClientTLSError]) -> Handler:
@@ -44,12 +45,6 @@ async def tunnel_to(
             await writer.wait_closed()
 
 
-async def until(condition: object) -> None:
-    async with asyncio.timeout(WAIT):
-        while not condition():  # type: ignore[operator]  # noqa: ASYNC110 - connection state has no event
-            await asyncio.sleep(0.005)
-
-
 async def test_requests_inside_the_tunnel_reach_the_tunnel_handler_over_tls() -> None:
     tls = pki("localhost")
     seen, failures = Seen(), list[ClientTLSError]()
@@ -68,7 +63,7 @@ async def test_requests_inside_the_tunnel_reach_the_tunnel_handler_over_tls() ->
                 assert resp.status == 200
                 assert resp.json() == {"method": "POST", "target": path, "version": "1.1", "len": 3}
             assert srv.connections == 2  # the CONNECT's connection and the one inside it
-        await until(lambda: srv.connections == 0)
+        await eventually(lambda: srv.connections == 0)
     assert names == [("https", "localhost"), ("https", "localhost")]
     assert failures == []
 
@@ -80,7 +75,7 @@ async def test_a_failed_handshake_is_reported_and_the_connection_released() -> N
         with pytest.raises(ssl.SSLCertVerificationError):
             async with tunnel_to(srv, stranger.client_ctx):
                 pass
-        await until(lambda: bool(failures) and srv.connections == 0)
+        await eventually(lambda: bool(failures) and srv.connections == 0)
     # OpenSSL's alert when it arrives before the client's reset, else the reset, said as such.
     assert "UNKNOWN_CA" in failures[0].reason.upper() or "trust the certificate" in failures[0].reason
 
@@ -95,7 +90,7 @@ async def test_inner_connections_obey_the_listeners_limits() -> None:
             assert (await read_response(reader)).status == 431
         async with tunnel_to(srv, tls.client_ctx) as (reader, _):
             assert await read_to_eof(reader) in (b"", b"<reset>")  # no request within header_timeout_s: closed
-        await until(lambda: srv.connections == 0)
+        await eventually(lambda: srv.connections == 0)
 
 
 async def test_graceful_close_lets_a_request_inside_a_tunnel_finish() -> None:
@@ -113,7 +108,7 @@ async def test_graceful_close_lets_a_request_inside_a_tunnel_finish() -> None:
             writer.write(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
             await asyncio.wait_for(started.wait(), WAIT)
             closing = asyncio.create_task(srv.close(grace_s=WAIT))
-            await until(lambda: srv._shared.closing)
+            await eventually(lambda: srv._shared.closing)
             release.set()
             resp = await read_response(reader)
             assert (resp.status, resp.body, resp.get("connection")) == (200, b"done", "close")
@@ -152,5 +147,5 @@ async def test_bytes_sent_before_the_tunnel_answer_are_refused() -> None:
         assert head.startswith(b"HTTP/1.1 200 ")
         assert await read_to_eof(reader) in (b"", b"<reset>")
         writer.close()
-        await until(lambda: bool(failures) and srv.connections == 0)
+        await eventually(lambda: bool(failures) and srv.connections == 0)
     assert "before the tunnel" in failures[0].reason
