@@ -74,9 +74,20 @@ def _parser() -> argparse.ArgumentParser:
         help="sign in with a browser on this machine (localhost redirect) instead of a device code",
     )
 
-    ca = sub.add_parser("ca", help="the local CA of tls_listen: `bearerd ca export` prints it for clients to trust")
-    ca.add_argument("action", choices=("export",))
+    ca = sub.add_parser(
+        "ca",
+        help="bearerd's local CA (tls_listen, intercept_https): `export` it for clients to trust, `rotate` it for "
+        "new hosts",
+    )
+    ca.add_argument("action", choices=("export", "rotate"))
     with_config(ca)
+    ca.add_argument(
+        "--format",
+        choices=("pem", "jks"),
+        default="pem",
+        help="export as PEM (default) or as a Java truststore (PKCS#12, which Java reads as JKS too; no password)",
+    )
+    ca.add_argument("--out", type=Path, help="write the export to this file instead of stdout (required for jks)")
 
     reload = sub.add_parser("reload", help="make the running daemon re-read its config (via the admin listener)")
     with_config(reload)
@@ -108,11 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "reload":
             return _reload(args)
         if command == "ca":
-            from bearerd.proxy.localca import LocalCA
-
-            config = _load(args.config, sys.stderr)
-            sys.stdout.write(LocalCA(config.state_dir / "tls").cert_pem().decode())
-            return EXIT_OK
+            return _ca(args)
         if command == "login":
             from bearerd.tokens.login import login
 
@@ -164,6 +171,35 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     except asyncio.CancelledError:
         return 130
+    return EXIT_OK
+
+
+def _ca(args: argparse.Namespace) -> int:
+    from bearerd.proxy import localca  # cryptography: only for the CA commands
+
+    config = _load(args.config, sys.stderr)
+    directory, names = config.state_dir / "tls", localca.required_names(config.settings)
+    if args.action == "rotate":
+        ca = localca.LocalCA.rotate(directory, names)
+        print(f"bearerd: new local CA {ca.cert_file} (key {ca.key_file}, mode 0600) for: {', '.join(names)}")
+        print("bearerd: restart the daemon, then have clients trust the new CA: bearerd ca export -c FILE")
+        return EXIT_OK
+    ca = localca.LocalCA(directory, names)
+    missing = ca.not_covered(names)
+    if missing:
+        print(f"bearerd: warning: the local CA may not sign for {', '.join(missing)}: run `bearerd ca rotate`",
+              file=sys.stderr)  # fmt: skip
+    if args.format == "jks":
+        if args.out is None:
+            print("bearerd: --format jks needs --out FILE", file=sys.stderr)
+            return EXIT_USAGE
+        args.out.write_bytes(ca.java_truststore())
+        print(f"bearerd: wrote {args.out}: java -Djavax.net.ssl.trustStore={args.out} …", file=sys.stderr)
+        return EXIT_OK
+    if args.out is not None:
+        args.out.write_bytes(ca.cert_pem())
+    else:
+        sys.stdout.write(ca.cert_pem().decode())
     return EXIT_OK
 
 

@@ -346,11 +346,18 @@ def _check_identity_provider(config: Config, credential: str) -> Step:
 
 
 async def _probe(
-    route: Route, token: str, ssl_context: Any, proxy: str | None, timeout_s: float, pool: UpstreamPool | None
+    route: Route,
+    token: str,
+    ssl_context: Any,
+    proxy: str | None,
+    timeout_s: float,
+    pool: UpstreamPool | None,
+    extra: Sequence[tuple[str, str]],
 ) -> tuple[str, Answer, Mapping[str, str], bytes, float] | tuple[str, BaseException]:
     """One GET through bearerd's own upstream client, exactly as the daemon would send it (through
     the daemon's own pool when it is the running daemon asking)."""
-    target = route.upstream_target(route.settings.probe_path, "")
+    probe_path = route.settings.probe_path  # a path on the upstream (below its base path), not a local one
+    target = route.upstream_root if probe_path == "/" else route.upstream_base + probe_path
     url = route.upstream_origin + target
     own = pool is None
     if pool is None:
@@ -361,7 +368,7 @@ async def _probe(
         )
     started = time.perf_counter()
     try:
-        headers = [("Host", route.upstream_host), ("Authorization", "Bearer " + token)]
+        headers = [("Host", route.upstream_host), *extra, ("Authorization", "Bearer " + token)]
         async with asyncio.timeout(timeout_s):
             response = await pool.request("GET", target, headers, None, read_timeout_s=timeout_s)
             async with response:
@@ -389,8 +396,10 @@ async def probe_route(
     claims: Mapping[str, Any],
     delegated: bool,
     pool: UpstreamPool | None = None,
+    extra: Sequence[tuple[str, str]] = (),
 ) -> Step:
-    result = await _probe(route, token, ssl_context, proxy, route.settings.timeout_s, pool)
+    """``extra``: the route's ``set_headers``, sent as every request of the route sends them."""
+    result = await _probe(route, token, ssl_context, proxy, route.settings.timeout_s, pool, extra)
     if len(result) == 2:
         return upstream_failure_step(result[0], result[1])
     url, answer, headers, head, latency = result
@@ -444,6 +453,7 @@ async def diagnose(config: Config, routes: Sequence[str]) -> list[RouteReport]:
                             hosts=_hosts(settings, name),
                             claims=claims,
                             delegated=isinstance(cred, DeviceCodeCredential),
+                            extra=[(h.name, h.value.get_secret_value()) for h in config.secrets.headers_for(name)],
                         )
                     )
             reports.append(RouteReport(name, rs.credential, cred.kind, steps, login))
@@ -478,6 +488,7 @@ async def live_reports(config: Config, routing: Routing, *, probe: bool) -> list
                         claims=claims,
                         delegated=isinstance(cred, DeviceCodeCredential),
                         pool=upstream.pool,
+                        extra=upstream.headers.add,
                     )
                 )
             else:

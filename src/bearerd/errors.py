@@ -16,8 +16,9 @@ added once, when the problem is rendered (``body(route)``)::
         ├── Forbidden           403   absolute-form request for a host that is no route
         ├── CorsOriginRefused   403   browser Origin not in the route's cors_origins
         ├── NotAssigned         403   App Proxy's own page: the user/app is not assigned to the app
+        ├── CaNameNotPermitted  403   CONNECT to a route's host the local CA's name constraints don't cover
         ├── NoRoute             404   no route matches
-        ├── MethodNotAllowed    405   CONNECT: no token can be added inside a tunnel
+        ├── MethodNotAllowed    405   CONNECT without intercept_https/tunnel_hosts (or inside a tunnel)
         ├── HeadersTooLarge     431   request line, a header or the whole header block over the limits
         ├── NotImplementedCoding 501  a transfer coding bearerd doesn't implement (RFC 9112 §6.1)
         ├── UpstreamUnreachable 502   connect refused/reset, TLS failure, bad response
@@ -150,6 +151,15 @@ class NotAssigned(ProxyError):
     status = 403
     slug = "not-assigned"
     title = "Not assigned to the App Proxy app"
+
+
+class CaNameNotPermitted(ProxyError):
+    """A CONNECT to a route's upstream host that bearerd's local CA may not sign for (its name constraints
+    predate the route): ``bearerd ca rotate``."""
+
+    status = 403
+    slug = "local-ca-not-permitted"
+    title = "bearerd's local CA may not sign for this host"
 
 
 class NoRoute(ProxyError):

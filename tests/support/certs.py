@@ -1,13 +1,17 @@
-"""Certificate files in the shapes users have them: PKCS#12, PEM chains, encrypted PEM keys."""
+"""Certificate files in the shapes users have them: PKCS#12, PEM chains, encrypted PEM keys; and a leaf
+forged with a CA's own key, to check what verifiers make of name constraints."""
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from bearerd.emulator.pki import self_signed, write_private
 
@@ -53,3 +57,29 @@ def issuing_ca() -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
 
 def pem(*certificates: x509.Certificate) -> bytes:
     return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certificates)
+
+
+def forged_leaf(ca_dir: Path, name: str) -> x509.Certificate:
+    """A leaf for ``name`` signed with the CA's own key, as someone holding the key could make it."""
+    ca_key = serialization.load_pem_private_key((ca_dir / "local-ca.key").read_bytes(), password=None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    ca_cert = x509.load_pem_x509_certificate((ca_dir / "local-ca.pem").read_bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    try:
+        alt: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        alt = x509.DNSName(name)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "forged")]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([alt]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )

@@ -122,3 +122,27 @@ def user_tables(stack: EmulatorStack) -> Tables:
 def user_config(stack: EmulatorStack, tmp_path: Path) -> tuple[Path, Config]:
     path = write_tables(tmp_path / "user.toml", user_tables(stack), {"state_dir": str(tmp_path / "state")})
     return path, load_config(path)
+
+
+def intercept_tables(stack: EmulatorStack, *, by_name: bool = False, **server: Any) -> Tables:
+    """``stack_tables`` with ``[server] intercept_https = true`` (and ``server`` settings). ``by_name``: the
+    secretapi route's upstream is named ``https://localhost:PORT/`` — the same app, reached by a host name,
+    so clients send SNI — instead of its ``https://127.0.0.1:PORT/`` external URL (no SNI for IP addresses)."""
+    tables = stack_tables(stack)
+    if by_name:
+        route = tables["routes.secretapi"]
+        route["upstream"] = route["upstream"].replace("https://127.0.0.1:", "https://localhost:")
+    tables["server"].update({"intercept_https": True, **server})
+    return tables
+
+
+def write_intercept_config(stack: EmulatorStack, tmp_path: Path, tables: Tables | None = None) -> Path:
+    """The tables (default ``intercept_tables(stack)``) with a state directory of the test's own: the
+    local CA lives in ``tmp_path / "state" / "tls"``."""
+    return write_tables(
+        tmp_path / "bearerd.toml", tables or intercept_tables(stack), {"state_dir": str(tmp_path / "state")}
+    )
+
+
+def local_ca_file(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "tls" / "local-ca.pem"

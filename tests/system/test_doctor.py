@@ -107,3 +107,19 @@ async def test_a_failing_outbound_proxy_is_named(stack: EmulatorStack, write_con
     assert code == 1
     assert "  FAIL  identity provider  the outbound proxy refused or failed the connection" in out
     assert "fix: check HTTPS_PROXY / NO_PROXY" in out
+
+
+async def test_the_probe_sends_the_routes_set_headers_and_never_prints_them(
+    stack: EmulatorStack, write_config: ConfigWriter, tmp_path: Path
+) -> None:
+    secret = tmp_path / "backend-key"
+    secret.write_text("backend-key-0123456789")
+    secret.chmod(0o600)
+    path = write_config(set_headers={"X-Api-Key": {"file": str(secret)}}, probe_path="/echo/probe")
+    code, out, err = await run_cli("doctor", "-c", str(path), "secretapi")
+    assert code == 0, out + err
+    seen = [r for r in stack.apps["secretapi"].requests_seen if r.raw_path == "/echo/probe"]
+    assert len(seen) == 1, ([r.raw_path for r in stack.apps["secretapi"].requests_seen], out)
+    probe = seen[0]
+    assert dict(probe.headers)["X-Api-Key"] == "backend-key-0123456789"  # as every request of the route has it
+    assert "backend-key-0123456789" not in out + err

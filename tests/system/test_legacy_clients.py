@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from pathlib import Path
 
@@ -10,38 +9,18 @@ import pytest
 
 from bearerd.emulator import EmulatorStack
 from support.inprocess import Running
-
-_JAVA = """
-import java.net.*;
-import java.io.*;
-public class Fetch {
-    public static void main(String[] args) throws Exception {
-        HttpURLConnection c = (HttpURLConnection) new URL(args[0]).openConnection();
-        System.out.println(c.getResponseCode());
-        try (InputStream in = c.getInputStream()) { System.out.println(new String(in.readAllBytes())); }
-    }
-}
-"""
+from support.tools import JAVA_FETCH, run
 
 
 def app_http_url(stack: EmulatorStack, path: str) -> str:
     return stack.apps["secretapi"].external_url.replace("https://", "http://").rstrip("/") + path
 
 
-async def run(*argv: str, cwd: Path | None = None) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *argv, cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode()
-
-
 async def test_java_with_http_proxy_properties(running: Running, stack: EmulatorStack, tmp_path: Path) -> None:
     java = shutil.which("java")
     if java is None:
         pytest.skip("no Java runtime on this machine")
-    (tmp_path / "Fetch.java").write_text(_JAVA)
+    (tmp_path / "Fetch.java").write_text(JAVA_FETCH)
     port = running.daemon.listeners.listen_addresses[0][1]
     code, out = await run(
         java,

@@ -14,8 +14,10 @@ from yarl import URL
 
 from bearerd.config.loader import load_config
 from bearerd.emulator import EmulatorStack
-from support.configs import render_toml, stack_tables
+from bearerd.proxy.localca import LocalCA
+from support.configs import intercept_tables, render_toml, stack_tables, write_intercept_config
 from support.inprocess import start
+from support.processes import run_cli
 
 
 def free_port() -> int:
@@ -62,3 +64,28 @@ async def test_https_listener_with_local_ca_and_sni(stack: EmulatorStack, tmp_pa
                 assert resp.status == 200
                 assert (await resp.json())["raw_path"] == "/echo/x"
     assert await export_ca(config) == ca_pem  # generated once, kept
+
+
+async def test_ca_rotate_issues_a_new_ca_for_the_configured_hosts(stack: EmulatorStack, tmp_path: Path) -> None:
+    tables = intercept_tables(stack)
+    config = write_intercept_config(stack, tmp_path, tables)
+    first = await export_ca(config)
+    key_file = tmp_path / "state" / "tls" / "local-ca.key"
+    old_key = key_file.read_bytes()
+    tables["routes.hr"] = dict(tables["routes.otherapi"], match={"path_prefix": "/hr/"},
+                               upstream="https://hr-contoso.msappproxy.net/")  # fmt: skip
+    write_intercept_config(stack, tmp_path, tables)
+    code, out, err = await run_cli("ca", "export", "-c", str(config))
+    assert code == 0 and out == first  # kept: the CA is only replaced on request…
+    assert "may not sign for hr-contoso.msappproxy.net: run `bearerd ca rotate`" in err  # …and says why it should be
+    code, out, err = await run_cli("ca", "rotate", "-c", str(config))
+    assert code == 0, err
+    assert "hr-contoso.msappproxy.net" in out and "restart the daemon" in out
+    new_key = key_file.read_bytes()
+    assert new_key != old_key and stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert new_key.decode() not in out + err and b"PRIVATE KEY" not in (out + err).encode()
+    rotated = await export_ca(config)
+    assert rotated != first
+    assert LocalCA(tmp_path / "state" / "tls").not_covered(["hr-contoso.msappproxy.net"]) == []
+    code, _, err = await run_cli("ca", "export", "-c", str(config), "--format", "jks")
+    assert code == 2 and "--out" in err

@@ -186,5 +186,11 @@ def _prepare(data: dict[str, Any], base: Path, env: Mapping[str, str]) -> list[s
     cache = data.get("cache")
     if isinstance(cache, dict):
         problems += _resolve_paths(cache, _CACHE_PATHS, "[cache]", base, env)
+    routes = data.get("routes")
+    for name, route in (routes if isinstance(routes, dict) else {}).items():
+        headers = route.get("set_headers") if isinstance(route, dict) else None
+        for header, source in (headers if isinstance(headers, dict) else {}).items():
+            if isinstance(source, dict):
+                problems += _resolve_paths(source, ("file",), f"[routes.{name}] set_headers {header!r}", base, env)
     problems += _resolve_paths(data, ("state_dir",), "(top level)", base, env)
     return problems

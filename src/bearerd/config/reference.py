@@ -21,6 +21,7 @@ from bearerd.config.schema import (
     CREDENTIAL_MODELS,
     CacheSettings,
     ClientAuth,
+    HeaderSource,
     RouteSettings,
     ServerSettings,
     Settings,
@@ -93,6 +94,7 @@ def render() -> str:
         out += _table(fields) if fields else ["(nothing more to set)"]
     out += ["", "### `[routes.NAME]`", ""]
     out += _table(_own(RouteSettings, None))
+    out += ["", _doc(HeaderSource), "", *_table(_own(HeaderSource, None))]
     out += ["", "### `[cache]` — sharing tokens across a fleet (see [Running a fleet](#running-a-fleet))"]
     out += [_doc(CacheSettings), "", *_table(_own(CacheSettings, None))]
     out += ["", END]

@@ -53,6 +53,24 @@ class ClientAuth(_Frozen):
         return value
 
 
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
+_HOST_PATTERN_RE = re.compile(rf"^(\[[0-9a-fA-F:.]+\]|{_LABEL}(\.{_LABEL})*)$")
+
+
+def _split_pattern(pattern: str) -> tuple[str, int | None]:
+    """A ``tunnel_hosts`` entry as (host pattern, port or None); the port must be digits."""
+    if pattern.startswith("["):
+        host, _, rest = pattern.partition("]")
+        host += "]"
+        if not rest:
+            return host, None
+        return (host, int(rest[1:])) if rest.startswith(":") and rest[1:].isdigit() else ("", None)
+    host, sep, port = pattern.rpartition(":")
+    if not sep:
+        return pattern, None
+    return (host, int(port)) if port.isdigit() else ("", None)
+
+
 class ServerSettings(_Frozen):
     """`[server]`: listeners, limits, logging."""
 
@@ -91,6 +109,19 @@ class ServerSettings(_Frozen):
     tls_listen: list[str] = Field(
         default_factory=list,
         description="https listeners (certificates from bearerd's local CA, see `bearerd ca export`)",
+    )
+    intercept_https: bool = Field(
+        default=False,
+        description="answer `CONNECT` (tools set to `HTTPS_PROXY=http://127.0.0.1:8080`) for the routes' https "
+        "upstream hosts: TLS is terminated with a certificate from bearerd's local CA for that host and each request "
+        "inside gets the route's token; `CONNECT` to any other host gets 403 (trust the CA once: `bearerd ca "
+        "export`)",
+    )
+    tunnel_hosts: list[str] = Field(
+        default_factory=list,
+        description="hosts `CONNECT` may reach as blind tunnels that carry no token, for tools that send everything "
+        'through their proxy: `"api.example.com"`, `"*.example.com"` (its subdomains), optionally `:port` (default '
+        "443); each tunnel is logged. Empty: none",
     )
     admin: str | None = Field(
         default=DEFAULT_ADMIN,
@@ -132,6 +163,20 @@ class ServerSettings(_Frozen):
         if not re.fullmatch(r"0?[0-7]{3}", value):
             raise ValueError(f"unix_socket_mode {value!r} must be an octal file mode such as '0660'")
         return value
+
+    @field_validator("tunnel_hosts")
+    @classmethod
+    def _tunnel_patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            host, port = _split_pattern(pattern)
+            name = host.removeprefix("*.")
+            bad_port = port is not None and not 0 < port < 65536
+            if not name or "*" in name or not _HOST_PATTERN_RE.match(name) or bad_port:
+                raise ValueError(
+                    f"tunnel_hosts {pattern!r} must be a host name, or '*.' and a domain (its subdomains), optionally "
+                    "with :port, e.g. '*.example.com' or 'api.example.com:8443' (a bare '*' would make an open proxy)"
+                )
+        return [p.lower() for p in value]
 
     @field_validator("admin")
     @classmethod
@@ -507,6 +552,43 @@ class RouteMatch(_Frozen):
         return self
 
 
+# Headers a route may not set or remove itself: bearerd's token, the framing, the cookie jar and hop-by-hop fields.
+_RESERVED_HEADERS = frozenset(
+    {"host", "authorization", "cookie", "content-length", "transfer-encoding", "connection", "keep-alive",
+     "proxy-authorization", "proxy-connection", "te", "trailer", "upgrade", "expect"}
+)  # fmt: skip
+
+
+class HeaderSource(_Frozen):
+    """Each `set_headers` value: exactly one of `file`, `env` or `value`."""
+
+    file: Path | None = Field(
+        default=None,
+        description="file holding the value (mode 0600; read at start and at every reload; surrounding whitespace "
+        "removed) — a secret, redacted from every log line",
+    )
+    env: str | None = Field(
+        default=None, description="environment variable holding the value — a secret, redacted from every log line"
+    )
+    value: str | None = Field(
+        default=None, description="the value itself, written in the config: for what isn't secret (a tenant name)"
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> HeaderSource:
+        given = [k for k in ("file", "env", "value") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError('give exactly one of file, env or value, e.g. { file = "/run/secrets/api-key" }')
+        if self.value is not None and not printable_header_value(self.value):
+            raise ValueError("a header value must be one non-empty line of printable ASCII")
+        return self
+
+
+def printable_header_value(value: str) -> bool:
+    """One non-empty line of visible ASCII, spaces and tabs: what can go on the wire as written."""
+    return bool(value) and all(c == "\t" or " " <= c <= "~" for c in value)
+
+
 class RouteSettings(_Frozen):
     """`[routes.NAME]`: one local entry point → one upstream, with one credential's token."""
 
@@ -548,6 +630,17 @@ class RouteSettings(_Frozen):
         description="what happens to a client's own `Authorization`: `replace` (dropped, ours sent), "
         "`move:X-Original-Authorization` (carried in that header, for APIs with their own auth), `reject` (401), "
         "`passthrough` (forwarded, and no token added)",
+    )
+    set_headers: dict[str, HeaderSource] = Field(
+        default_factory=dict,
+        description="headers added to every request of this route, for a backend's own credential behind App Proxy "
+        '(which takes `Authorization`): `{ "PRIVATE-TOKEN" = { file = "/run/secrets/gitlab" }, "X-Api-Key" = { env = '
+        '"API_KEY" }, "X-Tenant" = { value = "contoso" } }` (below); a client\'s own copy is dropped, other routes '
+        "never get them",
+    )
+    remove_headers: list[str] = Field(
+        default_factory=list,
+        description='client headers never forwarded to this route\'s upstream, e.g. `["X-Forwarded-For", "X-Debug"]`',
     )
     connect_timeout_s: float = Field(default=10.0, gt=0, description="connecting to the upstream")
     timeout_s: float = Field(
@@ -641,6 +734,44 @@ class RouteSettings(_Frozen):
             raise ValueError(
                 f"set at most one of scopes, app_id or audience (found {', '.join(given)}): each names the app the "
                 "token is for"
+            )
+        return self
+
+    @field_validator("set_headers")
+    @classmethod
+    def _settable(cls, value: dict[str, HeaderSource]) -> dict[str, HeaderSource]:
+        seen: set[str] = set()
+        for name in value:
+            lname = name.lower()
+            if not HEADER_NAME_RE.match(name) or lname in _RESERVED_HEADERS:
+                raise ValueError(
+                    f"set_headers {name!r} must be a header name other than Authorization (bearerd's token: use "
+                    "client_authorization), Host, Cookie, Content-Length or a hop-by-hop header"
+                )
+            if lname in seen:
+                raise ValueError(f"set_headers names {name!r} twice (header names are case-insensitive)")
+            seen.add(lname)
+        return value
+
+    @field_validator("remove_headers")
+    @classmethod
+    def _removable(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not HEADER_NAME_RE.match(name) or name.lower() in ("host", "authorization", "cookie", "content-length",
+                                                                  "transfer-encoding"):  # fmt: skip
+                raise ValueError(
+                    f"remove_headers {name!r} must be a header name other than Host, Authorization (see "
+                    "client_authorization), Cookie, Content-Length or Transfer-Encoding"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _moved_header_not_set(self) -> RouteSettings:
+        moved = self.client_authorization[5:].lower() if self.client_authorization.startswith("move:") else None
+        if moved is not None and moved in {n.lower() for n in self.set_headers}:
+            raise ValueError(
+                f"set_headers {self.client_authorization[5:]!r} is also where client_authorization moves the client's "
+                "Authorization: pick another header for one of them"
             )
         return self
 

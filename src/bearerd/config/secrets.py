@@ -24,7 +24,9 @@ from bearerd.config.schema import (
     ClientAssertionCredential,
     ClientSecretCredential,
     Credential,
+    RouteSettings,
     Settings,
+    printable_header_value,
 )
 
 KEYVAULT_EXTRA_MISSING = (
@@ -60,6 +62,15 @@ class CredentialSecrets:
 
 
 @dataclass(frozen=True, slots=True)
+class StaticHeader:
+    """One of a route's ``set_headers``, with its value read; ``secret`` unless written in the config."""
+
+    name: str
+    value: SecretStr
+    secret: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Secrets:
     """Every secret value the configuration resolved to."""
 
@@ -67,15 +78,20 @@ class Secrets:
     client_key: SecretStr | None = None  # [server.client_auth] key_file
     redis_password: SecretStr | None = None
     fleet_key: SecretStr | None = None  # base64 of FLEET_KEY_BYTES
+    route_headers: Mapping[str, tuple[StaticHeader, ...]] = field(default_factory=dict)  # route -> set_headers
 
     def for_credential(self, name: str) -> CredentialSecrets:
         return self.credentials.get(name) or CredentialSecrets()
+
+    def headers_for(self, route: str) -> tuple[StaticHeader, ...]:
+        return self.route_headers.get(route, ())
 
     def values(self) -> list[str]:
         """Every secret string, for the log redactor."""
         out = [s.get_secret_value() for s in (self.client_key, self.redis_password, self.fleet_key) if s is not None]
         for cred in self.credentials.values():
             out.extend(cred.values())
+        out.extend(h.value.get_secret_value() for hs in self.route_headers.values() for h in hs if h.secret)
         return [v for v in out if v]
 
 
@@ -255,6 +271,26 @@ def fleet_secrets(cache: CacheSettings, env: Mapping[str, str]) -> tuple[SecretS
     return SecretStr(base64.b64encode(key).decode()), password
 
 
+def route_headers(route: RouteSettings, env: Mapping[str, str]) -> tuple[StaticHeader, ...]:
+    """A route's ``set_headers`` with their values read now; ValueError naming the header (never its value)."""
+    out: list[StaticHeader] = []
+    for name, source in route.set_headers.items():
+        if source.value is not None:
+            out.append(StaticHeader(name, SecretStr(source.value), secret=False))
+            continue
+        what = f"set_headers {name!r}"
+        if source.file is not None:
+            value = read_secret_file(source.file, what)
+        else:
+            assert source.env is not None  # noqa: S101 - the model requires exactly one source
+            value = _from_env(source.env, what, env)
+        if not printable_header_value(value):
+            where = f"file {str(source.file)!r}" if source.file is not None else f"variable {source.env!r}"
+            raise ValueError(f"{what}: the {where} must hold one line of printable ASCII (a header value)")
+        out.append(StaticHeader(name, SecretStr(value), secret=True))
+    return tuple(out)
+
+
 def resolve(settings: Settings, env: Mapping[str, str]) -> tuple[Secrets, list[str], list[str]]:
     """All secrets of ``settings``: (secrets, warnings, problems). Problems are named like config errors."""
     problems: list[str] = []
@@ -278,5 +314,13 @@ def resolve(settings: Settings, env: Mapping[str, str]) -> tuple[Secrets, list[s
             fleet_key, password = fleet_secrets(settings.cache, env)
         except ValueError as exc:
             problems.append(f"[cache] {exc}")
-    secrets = Secrets(credentials=creds, client_key=client_key, redis_password=password, fleet_key=fleet_key)
+    headers: dict[str, tuple[StaticHeader, ...]] = {}
+    for name, route in settings.routes.items():
+        try:
+            headers[name] = route_headers(route, env)
+        except ValueError as exc:
+            problems.append(f"[routes.{name}] {exc}")
+    secrets = Secrets(
+        credentials=creds, client_key=client_key, redis_password=password, fleet_key=fleet_key, route_headers=headers
+    )
     return secrets, warnings, problems

@@ -19,17 +19,20 @@ from bearerd import doctor
 from bearerd.config.loader import Config
 from bearerd.doctor import RouteReport
 from bearerd.lifecycle import Lifecycle
+from bearerd.logs import REDACTOR
 from bearerd.logwriter import dropped_lines
 from bearerd.metrics import Metrics
 from bearerd.proxy.accounting import Accounting
 from bearerd.proxy.clientkey import ClientKeyCheck
 from bearerd.proxy.handler import Proxy
+from bearerd.proxy.intercept import Interceptor
 from bearerd.proxy.listeners import Listeners
 from bearerd.proxy.pools import Pools
 from bearerd.proxy.routing import build_routing
 from bearerd.tokens.registry import Providers
 
 if TYPE_CHECKING:
+    from bearerd.proxy.localca import LocalCA
     from bearerd.tokens.fleet import Fleet
 
 log = structlog.get_logger("bearerd.daemon")
@@ -40,6 +43,7 @@ class Daemon(Lifecycle):
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        REDACTOR.register(config.secrets.values())  # however the daemon was assembled, its secrets stay out of logs
         self.metrics = Metrics()
         self.fleet: Fleet | None = None
         if config.settings.cache.backend == "redis":
@@ -68,14 +72,21 @@ class Daemon(Lifecycle):
     async def _start(self) -> None:
         if self.fleet is not None:
             await self.fleet.start()
-        auth = self.config.settings.server.client_auth
+        server = self.config.settings.server
+        auth = server.client_auth
         key = self.config.secrets.client_key
+        ca: LocalCA | None = None
+        if server.tls_listen or server.intercept_https:
+            from bearerd.proxy.localca import open_local_ca  # cryptography: loaded only for the local CA
+
+            ca = open_local_ca(self.config.settings, self.config.state_dir)
         self._proxy = Proxy(
             self.routing,
             Accounting(self.metrics),
             ClientKeyCheck(auth.header, key) if auth is not None and key is not None else None,
+            Interceptor(server, self.config.egress, ca) if server.intercept_https or server.tunnel_hosts else None,
         )
-        self._listeners = Listeners(self.config, self._proxy)
+        self._listeners = Listeners(self.config, self._proxy, ca)
         await self._listeners.start()
         for name, client in self.providers.clients.items():
             cache = client.persistent_cache
@@ -132,6 +143,7 @@ class Daemon(Lifecycle):
         if settings.cache != current.cache:
             not_applied.append("[cache] changes take effect at the next restart")
             update["cache"] = current.cache
+        REDACTOR.register(new.secrets.values())  # a rotated secret or a new route's set_headers
         applied = Config(
             settings=settings.model_copy(update=update),
             secrets=new.secrets,

@@ -2,11 +2,12 @@
 byte tunnels, on plain asyncio Protocols (uvloop when installed), built for per-request cost.
 
     listen.py    serve_tcp / serve_unix, graceful close            H1Server
+                 serve_tunnel_tls: HTTP inside a CONNECT tunnel
     server.py    one client connection: parse, refuse, dispatch   ServerConnection
     exchange.py  what a handler gets                              Request, Responder
     pool.py      bounded keep-alive pool per upstream origin      UpstreamPool, PoolOptions
     client.py    one upstream connection and its response         UpstreamResponse
-    connect.py   direct / CONNECT-through-proxy / TLS, errors     Origin, EgressProxy
+    connect.py   direct / CONNECT-through-proxy / TLS, errors     Origin, EgressProxy, open_tunnel
     tunnel.py    connections that left HTTP, and relaying them    Tunnel, relay
     wire.py      pure head/framing rules                          (tested without sockets)
     ticker.py    one timer for every deadline of a listener/pool
@@ -41,10 +42,11 @@ A forwarding handler, in short (hop-by-hop filtering and error mapping are the c
 """
 
 from .client import UpstreamResponse
-from .connect import EgressProxy, Origin
+from .connect import EgressProxy, Origin, open_tunnel
 from .errors import (
     BodyTooLarge,
     ClientGone,
+    ClientTLSError,
     H1Error,
     PoolBusy,
     UpstreamClosedError,
@@ -56,13 +58,14 @@ from .errors import (
 )
 from .exchange import Request, Responder
 from .limits import ServerLimits
-from .listen import H1Server, serve_tcp, serve_unix
+from .listen import H1Server, serve_tcp, serve_tunnel_tls, serve_unix
 from .pool import PoolOptions, UpstreamPool
 from .tunnel import Tunnel, relay
 
 __all__ = [
     "BodyTooLarge",
     "ClientGone",
+    "ClientTLSError",
     "EgressProxy",
     "H1Error",
     "H1Server",
@@ -81,7 +84,9 @@ __all__ = [
     "UpstreamResponse",
     "UpstreamTLSError",
     "UpstreamTimeoutError",
+    "open_tunnel",
     "relay",
     "serve_tcp",
+    "serve_tunnel_tls",
     "serve_unix",
 ]

@@ -1,5 +1,6 @@
 """Opening one upstream connection — direct (Happy Eyeballs) or CONNECT through an egress
-proxy, then TLS — with every foreign error mapped to the core's tree in this one place.
+proxy, then TLS — with every foreign error mapped to the core's tree in this one place; and
+``open_tunnel``, the same connection as a raw byte ``Tunnel`` (no TLS, no HTTP) for blind relays.
 
 The egress proxy is passed in already chosen (the caller evaluates HTTPS_PROXY / NO_PROXY);
 nothing here reads the environment. Messages name the failure, never the proxy credentials.
@@ -20,6 +21,7 @@ import python_socks
 from python_socks.async_.asyncio import Proxy
 
 from .errors import UpstreamConnectError, UpstreamTimeoutError, UpstreamTLSError
+from .tunnel import Tunnel
 
 P = TypeVar("P", bound=asyncio.Protocol)
 
@@ -119,3 +121,34 @@ async def open_connection(
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
         raise UpstreamConnectError(reason) from exc
     return protocol
+
+
+class _Opening(asyncio.Protocol):
+    """Holds what arrives before the ``Tunnel`` takes the transport over (a server's banner)."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.early = bytearray()
+        self.eof = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.early += data
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        return True
+
+
+async def open_tunnel(host: str, port: int, *, proxy: EgressProxy | None, timeout_s: float) -> Tunnel:
+    """A plain TCP connection to ``host:port`` (through ``proxy`` with CONNECT when given), as a ``Tunnel``."""
+    opening = await open_connection(
+        _Opening, Origin("tcp", host, port), ssl_context=None, proxy=proxy, timeout_s=timeout_s
+    )
+    assert opening.transport is not None  # noqa: S101 - connection_made ran before create_connection returned
+    tunnel = Tunnel(opening.transport, bytes(opening.early))
+    if opening.eof:
+        tunnel.eof_received()
+    return tunnel

@@ -6,6 +6,7 @@ handler has to decide about::
 
     H1Error
     ├── ClientGone                the client connection ended (or its body can't be completed)
+    ├── ClientTLSError            a TLS handshake with the client inside a CONNECT tunnel failed (``reason``)
     ├── BodyTooLarge              ``read(limit)`` met a body over the limit
     ├── PoolBusy                  no pooled connection freed up in time (``retry_after_s``)
     └── UpstreamError
@@ -31,6 +32,15 @@ class H1Error(Exception):
 
 class ClientGone(H1Error):
     """The client went away (or its request body can't complete); nothing more can be sent or read."""
+
+
+class ClientTLSError(H1Error):
+    """The client's TLS handshake inside a CONNECT tunnel failed (it doesn't trust the certificate, its SNI
+    was refused, it timed out); ``reason`` is OpenSSL's short name or what happened."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"client TLS handshake failed: {reason}")
+        self.reason = reason
 
 
 class BodyTooLarge(H1Error):

@@ -3,6 +3,10 @@
 Shutdown, in order: stop accepting; close idle keep-alive connections at once and let busy
 ones finish the answer in progress (then close); wait up to the grace period; abort whatever
 is left (tunnels included) and cancel its handler tasks.
+
+``serve_tunnel_tls`` adds one more connection to a listener from inside a CONNECT tunnel: TLS
+terminated on the client's transport, then HTTP served on it like any accepted connection —
+same limits and deadlines, same shutdown, same accounting — with a handler of its own.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any, TypedDict, Unpack
 
 import structlog
 
+from .errors import ClientTLSError
 from .exchange import Request
 from .limits import ServerLimits
 from .server import ErrorHook, Handler, RefusalHook, ServerConnection, Shared
@@ -152,3 +157,44 @@ async def serve_unix(
         lambda: ServerConnection(shared), path, ssl=options.get("ssl"), backlog=options.get("backlog", 1024)
     )
     return H1Server(shared, server)
+
+
+async def serve_tunnel_tls(request: Request, handler: Handler, context: _ssl.SSLContext) -> None:
+    """HTTP/1.1 over TLS inside the tunnel a CONNECT ``request`` was answered with (``takeover``).
+
+    The client's transport is upgraded server-side with ``context`` (handshake within the listener's
+    ``header_timeout_s``) and becomes a connection of the listener that accepted the CONNECT: its
+    limits and deadlines, counted among its connections, closed gracefully with it and cut with it
+    after the grace period. Its requests go to ``handler``; ``request.server_name`` is the SNI name.
+    Returns when that connection has ended; ``ClientTLSError`` if the handshake fails. As for any
+    tunnel, the client connection is closed when the CONNECT's handler returns.
+    """
+    tunnel = request._tunnel
+    if tunnel is None:
+        raise RuntimeError("serve_tunnel_tls() needs responder.takeover() first")
+    shared = request._conn._shared
+    transport, early = tunnel.hand_over()
+    if early:
+        # A ClientHello sent before our 200 came with the CONNECT head: start_tls can't be given it.
+        raise ClientTLSError("the client sent TLS bytes before the tunnel was established")
+    capture_sni(context)
+    inner = ServerConnection(shared, handler)
+    try:
+        tls = await shared.loop.start_tls(
+            transport, inner, context, server_side=True, ssl_handshake_timeout=shared.limits.header_timeout_s
+        )
+    except (OSError, TimeoutError, _ssl.SSLError) as exc:  # ConnectionAbortedError: the handshake timed out
+        transport.abort()
+        raise ClientTLSError(_handshake_failure(exc)) from exc
+    if tls is None:  # pragma: no cover - the loop closed the transport under us
+        raise ClientTLSError("connection closed during the handshake")
+    inner.connection_made(tls)
+    await inner.gone_future()
+
+
+def _handshake_failure(exc: BaseException) -> str:
+    if isinstance(exc, _ssl.SSLError):
+        return str(exc.reason or exc.strerror or type(exc).__name__)  # e.g. TLSV1_ALERT_UNKNOWN_CA
+    if isinstance(exc, ConnectionAbortedError | TimeoutError):
+        return "the handshake took longer than header_timeout_s"
+    return "the client closed the connection during the handshake (does it trust the certificate?)"

@@ -87,8 +87,10 @@ class Shared:
 
 
 class ServerConnection(HeadParsing, asyncio.Protocol):
-    def __init__(self, shared: Shared) -> None:
+    def __init__(self, shared: Shared, handler: Handler | None = None) -> None:
+        """``handler``: this connection's own (a TLS connection inside a CONNECT tunnel), else the listener's."""
         self._shared = shared
+        self._handler = handler or shared.handler
         self._limits = shared.limits
         self._clock = shared.ticker.clock
         self._head_cap = shared.limits.max_request_line + shared.limits.max_header_bytes
@@ -373,7 +375,7 @@ class ServerConnection(HeadParsing, asyncio.Protocol):
             # A body already found malformed in the same read as its head (say, a bad chunk size):
             # the handler never sees the request, and the deferred refusal goes out instead.
             if req._error is None:
-                await self._shared.handler(req, responder)
+                await self._handler(req, responder)
                 ok = True
         except ClientGone:
             pass

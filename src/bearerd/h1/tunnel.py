@@ -39,6 +39,7 @@ class Tunnel(asyncio.Protocol):
         self._drain_waiter: asyncio.Future[None] | None = None
         self._relay: _Relay | None = None
         self._on_close = on_close
+        self._handed_over = False
         self._tls = transport.get_extra_info("sslcontext") is not None
         if leftover:
             self._chunks.append(leftover)
@@ -141,12 +142,30 @@ class Tunnel(asyncio.Protocol):
         if self.can_write_eof():
             self.transport.write_eof()
 
+    def hand_over(self) -> tuple[asyncio.Transport, bytes]:
+        """Give the transport to another protocol (TLS terminated inside a CONNECT tunnel): the bytes
+        received so far, and from now on nothing reaches this tunnel. ``close()``/``abort()`` still end
+        it — the connection counts as gone then, since its new protocol reports to someone else."""
+        if self._relay is not None or self._handed_over:
+            raise RuntimeError("tunnel already relayed or handed over")
+        self._handed_over = True
+        leftover = b"".join(self._chunks)
+        self._chunks.clear()
+        self._buffered = 0
+        return self.transport, leftover
+
     def close(self) -> None:
         """Close after pending writes are flushed."""
         self.transport.close()
+        self._ended_elsewhere()
 
     def abort(self) -> None:
         self.transport.abort()
+        self._ended_elsewhere()
+
+    def _ended_elsewhere(self) -> None:
+        if self._handed_over and not self._lost:
+            self.connection_lost(None)  # its protocol is another's now: nobody else will say it ended
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():

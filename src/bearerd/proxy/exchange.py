@@ -15,7 +15,9 @@ from bearerd.logs import render_value
 
 TokenUse = Literal["memory", "refresh", "client"]
 RetryKind = Literal["refused", "claims"]
-Via = Literal["route", "forward_proxy"]
+# route: a local entry point; forward_proxy: http_proxy absolute form; connect: an intercepted CONNECT (and each
+# request inside it); tunnel: a blind tunnel (tunnel_hosts).
+Via = Literal["route", "forward_proxy", "connect", "tunnel"]
 
 
 @dataclass(slots=True)

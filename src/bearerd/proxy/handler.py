@@ -9,6 +9,8 @@ for. Bodies are streamed in both directions, never buffered, except a small requ
 the request can be replayed once if the upstream refuses the token, and a small response body
 sent in the same write as its head. The request's ``Routing`` snapshot is read once and used to
 the end of its response; the ``Exchange`` record is accounted for after the response has left.
+A ``CONNECT`` goes to ``intercept.py`` when ``intercept_https``/``tunnel_hosts`` are set; the
+requests inside an intercepted tunnel come back here, ``inside`` naming the tunnel's target.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from bearerd.proxy.accounting import Accounting
 from bearerd.proxy.clientkey import ClientKeyCheck
 from bearerd.proxy.exchange import Exchange
 from bearerd.proxy.headers import downstream_headers, upstream_headers
+from bearerd.proxy.intercept import ConnectTarget, Interceptor, route_inside
 from bearerd.proxy.retry import Answer, send_with_token
 from bearerd.proxy.routes import Route, split_absolute, split_target
 from bearerd.proxy.routing import Routing, Upstream
@@ -59,6 +62,7 @@ class _Target:
     path: str
     query: str
     forward_authority: str | None
+    intercepted: bool = False  # inside a CONNECT tunnel: the client already uses the upstream's own URLs
 
     @property
     def route(self) -> Route:
@@ -73,10 +77,17 @@ class _Target:
 class Proxy:
     """Forwards requests for the routes of one or more listeners."""
 
-    def __init__(self, routing: Routing, accounting: Accounting, client_key: ClientKeyCheck | None = None) -> None:
+    def __init__(
+        self,
+        routing: Routing,
+        accounting: Accounting,
+        client_key: ClientKeyCheck | None = None,
+        interceptor: Interceptor | None = None,
+    ) -> None:
         self.routing = routing
         self.accounting = accounting
         self._client_key = client_key
+        self._interceptor = interceptor
 
     def handler(self, listener: str) -> Handler:
         """The core's handler for one listener (its routes are ``routing.tables[listener]``)."""
@@ -86,7 +97,19 @@ class Proxy:
 
         return handle
 
-    async def handle(self, request: Request, responder: Responder, listener: str) -> None:
+    def _inside(self, listener: str) -> Callable[[ConnectTarget], Handler]:
+        def handler_for(target: ConnectTarget) -> Handler:
+            async def handle(request: Request, responder: Responder) -> None:
+                await self.handle(request, responder, listener, target)
+
+            return handle
+
+        return handler_for
+
+    async def handle(
+        self, request: Request, responder: Responder, listener: str, inside: ConnectTarget | None = None
+    ) -> None:
+        """One request; ``inside``: it came through the intercepted CONNECT tunnel to that target."""
         exchange = Exchange(request.method, time.perf_counter())
         routing = self.routing  # one snapshot for the whole request, response included
         self.accounting.started()
@@ -98,7 +121,7 @@ class Proxy:
         on_gone = _canceller(task)
         gone.add_done_callback(on_gone)
         try:
-            await self._forward(request, responder, routing, listener, exchange)
+            await self._forward(request, responder, routing, listener, exchange, inside)
         except asyncio.CancelledError:
             if not request.is_gone or task.uncancel() > 0:
                 raise  # a shutdown past its grace period, not the client leaving
@@ -120,16 +143,26 @@ class Proxy:
             # 499: nginx's convention for "the client closed the connection"; 500: the core answers a
             # handler's surprise with a 500 problem of its own.
             exchange.status = 499 if exchange.client_closed else (responder.status or 500)
-            exchange.bytes_out = responder.body_bytes
+            # A relay (blind tunnel, WebSocket) counted its own bytes; everything else is the responder's.
+            exchange.bytes_out = exchange.bytes_out or responder.body_bytes
             # Metrics and the access line after the response has been written: no client waits for them.
             asyncio.get_running_loop().call_soon(self.accounting.finished, routing, exchange)
 
-    def _route(self, request: Request, routing: Routing, listener: str, exchange: Exchange) -> _Target:
+    def _route(
+        self, request: Request, routing: Routing, listener: str, exchange: Exchange, inside: ConnectTarget | None
+    ) -> _Target:
         if request.method == "CONNECT":
             raise MethodNotAllowed(
-                "bearerd adds the token to each HTTP request, which it can't do inside a CONNECT tunnel; "
-                "point the client at http://127.0.0.1:<port>/<route prefix>/ instead of using it as an https proxy"
+                "bearerd adds the token to each HTTP request, which it can do inside a CONNECT tunnel only with "
+                "[server] intercept_https = true; else point the client at http://127.0.0.1:<port>/<route prefix>/"
+                if inside is None
+                else "a CONNECT inside a CONNECT tunnel is not served"
             )
+        if inside is not None:  # the CONNECT carried the client key, if one is required
+            exchange.via = "connect"
+            chosen, path, query = route_inside(routing.tables.get(listener), inside, request)
+            exchange.path, exchange.route = path, chosen.name
+            return _Target(routing.upstreams[chosen.name], path, query, inside.authority, intercepted=True)
         if self._client_key is not None:
             self._client_key.verify(request.get)
         target = request.target
@@ -159,9 +192,21 @@ class Proxy:
         return _Target(routing.upstreams[route.name], path, query, forward_authority)
 
     async def _forward(
-        self, request: Request, responder: Responder, routing: Routing, listener: str, exchange: Exchange
+        self,
+        request: Request,
+        responder: Responder,
+        routing: Routing,
+        listener: str,
+        exchange: Exchange,
+        inside: ConnectTarget | None,
     ) -> None:
-        target = self._route(request, routing, listener, exchange)
+        if request.method == "CONNECT" and inside is None and self._interceptor is not None:
+            if self._client_key is not None:
+                self._client_key.verify(request.get)
+            table = routing.tables.get(listener)
+            await self._interceptor.connect(request, responder, table, exchange, self._inside(listener))
+            return
+        target = self._route(request, routing, listener, exchange, inside)
         up = target.upstream
         headers, cookies, add_token = upstream_headers(request.headers, request.index, up.headers)
         cookie = up.jar.request_cookie(cookies)
@@ -237,7 +282,11 @@ class Proxy:
         """The upstream's answer to the client; ``head``: body bytes already read from it."""
         route, jar = target.route, target.upstream.jar
         local_prefix = route.local_prefix if target.forward_authority is None else None
-        if target.forward_authority is not None:
+        if target.intercepted:
+
+            def location(value: str) -> str:
+                return value
+        elif target.forward_authority is not None:
             authority = target.forward_authority
 
             def location(value: str) -> str:

@@ -3,14 +3,16 @@
 Hop-by-hop headers (RFC 9110 §7.6.1) describe one connection, so they are dropped in both
 directions together with every header the ``Connection`` header names. ``Host`` is the
 upstream's. The client's own ``Authorization`` follows the route's policy; our bearer token is
-added by the caller after this, so nothing here ever sees a token. Each direction is one pass
-over the header list, with the per-route part (``UpstreamRules``) computed once per route.
+added by the caller after this, so nothing here ever sees a token. A route's ``set_headers`` are
+added here and the client's own copies of them dropped (a client can't forge or override them),
+as are its ``remove_headers``. Each direction is one pass over the header list, with the
+per-route part (``UpstreamRules``) computed once per route.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bearerd.errors import ClientAuthRejected
 
@@ -35,20 +37,34 @@ _NOT_FORWARDED_UP = HOP_BY_HOP | {"host", "expect"}
 
 @dataclass(frozen=True, slots=True)
 class UpstreamRules:
-    """One route's header rules, computed once: its Host, what it drops, its Authorization policy."""
+    """One route's header rules, computed once: its Host, what it drops, its Authorization policy and
+    the headers it adds (``set_headers``, values possibly secret: never in its repr)."""
 
     host: str
     policy: str  # replace | reject | passthrough | move:<Header>
     drop: frozenset[str]
     move_to: str | None
+    add: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     @classmethod
-    def of(cls, host: str, policy: str, own: Iterable[str] = ()) -> UpstreamRules:
-        """``own`` names (lower-case) headers that are for bearerd only, like the client key header."""
+    def of(
+        cls,
+        host: str,
+        policy: str,
+        own: Iterable[str] = (),
+        *,
+        add: Iterable[tuple[str, str]] = (),
+        remove: Iterable[str] = (),
+    ) -> UpstreamRules:
+        """``own`` names (lower-case) headers that are for bearerd only, like the client key header;
+        ``add`` the route's ``set_headers`` (name, value); ``remove`` its ``remove_headers``."""
         move_to = policy[5:] if policy.startswith("move:") else None
-        # A client must not be able to forge the moved header by sending it itself.
+        added = tuple(add)
+        # A client must not be able to forge the moved header or a set one by sending it itself.
         forged = {move_to.lower()} if move_to else set()
-        return cls(host, policy, _NOT_FORWARDED_UP | frozenset(own) | forged, move_to)
+        forged.update(name.lower() for name, _ in added)
+        removed = frozenset(name.lower() for name in remove)
+        return cls(host, policy, _NOT_FORWARDED_UP | frozenset(own) | forged | removed, move_to, added)
 
 
 def connection_named(values: Iterable[str]) -> frozenset[str]:
@@ -75,6 +91,8 @@ def upstream_headers(
             cookies.append(value)
         elif lname not in drop and lname not in named:
             out.append((name, value))
+    if rules.add:
+        out.extend(rules.add)
     if not client_auth:
         return out, cookies, True
     policy = rules.policy

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import os
 import ssl
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -24,6 +25,9 @@ from bearerd.errors import ProxyError
 from bearerd.h1 import H1Server, ServerLimits, serve_tcp, serve_unix
 from bearerd.proxy.handler import Proxy
 from bearerd.proxy.routing import SHARED_LISTENER
+
+if TYPE_CHECKING:
+    from bearerd.proxy.localca import LocalCA
 
 log = structlog.get_logger("bearerd.listeners")
 
@@ -39,9 +43,11 @@ def server_limits(server: ServerSettings) -> ServerLimits:
 
 
 class Listeners:
-    def __init__(self, config: Config, proxy: Proxy) -> None:
+    def __init__(self, config: Config, proxy: Proxy, ca: LocalCA | None = None) -> None:
+        """``ca``: the local CA, needed for ``tls_listen``."""
         self._config = config
         self._proxy = proxy
+        self._ca = ca
         self._limits = server_limits(config.settings.server)
         self._servers: list[H1Server] = []
         self._unix_paths: list[str] = []
@@ -76,9 +82,11 @@ class Listeners:
                 os.unlink(path)  # a syscall on a local directory entry: not worth a thread
 
     def _tls_context(self) -> ssl.SSLContext:
-        from bearerd.proxy.localca import LocalCA  # cryptography: loaded only for tls_listen
+        ca = self._ca
+        if ca is None:
+            from bearerd.proxy.localca import open_local_ca  # cryptography: loaded only for the local CA
 
-        ca = LocalCA(self._config.state_dir / "tls")
+            ca = self._ca = open_local_ca(self._config.settings, self._config.state_dir)
         hosts = [r.match.host.rsplit(":", 1)[0] for r in self._config.settings.routes.values() if r.match.host]
         log.info("local_tls", ca=str(ca.cert_file), hosts=hosts)
         return ca.server_context(hosts)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from bearerd.emulator import EmulatorStack
 from bearerd.errors import ConfigError
 from support.configs import render_toml, stack_tables
 from support.inprocess import start
+from support.wire import raw_problem
 
 KEY = "k3y-for-local-clients-0123456789"
 
@@ -85,3 +87,24 @@ def test_loose_key_file_refused(stack: EmulatorStack, tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert "[server.client_auth] key_file" in str(info.value) and "chmod 600" in str(info.value)
+
+
+async def test_connect_needs_the_key_and_the_tunnel_carries_it(stack: EmulatorStack, tmp_path: Path) -> None:
+    """HTTPS_PROXY=http://bearerd:KEY@127.0.0.1:8080: the key comes once, on the CONNECT; the requests inside
+    the tunnel (which no client sends Proxy-Authorization on) are the authenticated client's."""
+    path = auth_config(stack, tmp_path, intercept_https=True)
+    path.write_text(f'state_dir = "{tmp_path / "state"}"\n' + path.read_text())
+    async with start(load_config(path)) as running:
+        app = stack.apps["secretapi"]
+        authority = app.external_url.removeprefix("https://").rstrip("/")
+        connect = f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n".encode()
+        status, body = await raw_problem(running.address, connect + b"\r\n")
+        assert (status, body["type"]) == (407, "urn:bearerd:problem:client-key-required")
+        status, _ = await raw_problem(running.address, connect + b"Proxy-Authorization: Bearer wrong\r\n\r\n")
+        assert status == 407
+        trust = ssl.create_default_context(cafile=str(tmp_path / "state" / "tls" / "local-ca.pem"))
+        basic = {"Proxy-Authorization": "Basic " + base64.b64encode(f"bearerd:{KEY}".encode()).decode()}
+        async with running.session.get(app.external_url + "echo/k", proxy=running.base, proxy_headers=basic,
+                                       ssl=trust) as resp:  # fmt: skip
+            assert resp.status == 200
+            assert KEY not in await resp.text()  # never forwarded

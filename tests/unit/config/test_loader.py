@@ -227,3 +227,79 @@ def test_what_default_resolved_to_is_checked_against_the_routes_again(tmp_path: 
     assert info.value.problems == [
         "[routes.api] scopes: az gets tokens for one resource; give exactly one scope ending in /.default"
     ]
+
+
+HEADERS = (
+    BASE + 'set_headers = { "PRIVATE-TOKEN" = { file = "gitlab-token" }, "X-Api-Key" = { env = "TEST_API_KEY" }, '
+    '"X-Tenant" = { value = "contoso" } }\nremove_headers = ["X-Debug"]\n'
+)
+
+
+def test_set_headers_read_from_file_env_and_value(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_APP_SECRET", "s3cr3t-value")
+    monkeypatch.setenv("TEST_API_KEY", "key-from-environment")
+    token = tmp_path / "gitlab-token"  # relative to the config file
+    token.write_text("glpat-0123456789\n")
+    token.chmod(0o600)
+    config = load_config(write(tmp_path, HEADERS))
+    headers = {h.name: (h.value.get_secret_value(), h.secret) for h in config.secrets.headers_for("api")}
+    assert headers == {
+        "PRIVATE-TOKEN": ("glpat-0123456789", True),
+        "X-Api-Key": ("key-from-environment", True),
+        "X-Tenant": ("contoso", False),
+    }
+    assert set(config.secrets.values()) == {"s3cr3t-value", "glpat-0123456789", "key-from-environment"}
+    assert "glpat-0123456789" not in repr(config.secrets)
+    assert config.settings.routes["api"].remove_headers == ["X-Debug"]
+
+
+def test_set_headers_sources_are_checked_like_other_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_APP_SECRET", "s3cr3t-value")
+    monkeypatch.delenv("TEST_API_KEY", raising=False)
+    token = tmp_path / "gitlab-token"
+    token.write_text("glpat-0123456789")
+    token.chmod(0o644)
+    (found,) = problems(tmp_path, HEADERS)
+    assert found.startswith("[routes.api] set_headers 'PRIVATE-TOKEN' file") and found.endswith(f"chmod 600 {token}")
+    token.chmod(0o600)
+    (found,) = problems(tmp_path, HEADERS)
+    assert found == "[routes.api] environment variable 'TEST_API_KEY' (set_headers 'X-Api-Key') is not set or empty"
+    token.write_text("line one\nline two")
+    monkeypatch.setenv("TEST_API_KEY", "ok-value")
+    (found,) = problems(tmp_path, HEADERS)
+    assert found == f"[routes.api] set_headers 'PRIVATE-TOKEN': the file {str(token)!r} must hold one line of " + (
+        "printable ASCII (a header value)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ('set_headers = { "Authorization" = { value = "x" } }', "set_headers 'Authorization' must be a header name"),
+        ('set_headers = { "Host" = { value = "x" } }', "other than Authorization"),
+        ('set_headers = { "X-A" = { value = "x", env = "Y" } }', "exactly one of file, env or value"),
+        ('set_headers = { "X-A" = { value = "a\\r\\nX-B: b" } }', "one non-empty line of printable ASCII"),
+        ('set_headers = { "X-A" = { value = "1" }, "x-a" = { value = "2" } }', "names 'x-a' twice"),
+        ('remove_headers = ["Content-Length"]', "remove_headers 'Content-Length' must be a header name"),
+        ('client_authorization = "move:X-Orig"\nset_headers = { "x-orig" = { value = "1" } }', "pick another header"),
+    ],
+)
+def test_set_and_remove_headers_validation(tmp_path: Path, fields: str, message: str) -> None:
+    found = problems(tmp_path, BASE + fields + "\n")
+    assert len(found) == 1 and found[0].startswith("[routes.api]") and message in found[0], found
+
+
+@pytest.mark.parametrize(
+    "pattern", ["*", "*.", "a.*.example.com", "api.example.com:0", "api.example.com:x", "ex ample"]
+)
+def test_tunnel_hosts_patterns_that_would_open_too_much_are_refused(tmp_path: Path, pattern: str) -> None:
+    found = problems(tmp_path, f'[server]\ntunnel_hosts = ["{pattern}"]\n' + BASE)
+    assert len(found) == 1 and "[server] tunnel_hosts" in found[0] and "open proxy" in found[0], found
+
+
+def test_tunnel_hosts_patterns_accepted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_APP_SECRET", "s3cr3t-value")
+    text = '[server]\nintercept_https = true\ntunnel_hosts = ["*.Example.com", "api.example.org:8443", "[::1]:443"]\n'
+    server = load_config(write(tmp_path, text + BASE)).settings.server
+    assert server.intercept_https
+    assert server.tunnel_hosts == ["*.example.com", "api.example.org:8443", "[::1]:443"]

@@ -96,3 +96,47 @@ def test_downstream_drops_hop_by_hop_and_routes_cookies_and_location() -> None:
         lambda v: v.replace("app", "local"),
     )
     assert out == [("Set-Cookie", "a=1; seen"), ("Location", "https://local/x"), ("X-Kept", "y")]
+
+
+def rules_with_static(policy: str = "replace") -> UpstreamRules:
+    return UpstreamRules.of(
+        "api.example",
+        policy,
+        add=[("PRIVATE-TOKEN", "glpat-route-secret"), ("X-Tenant", "contoso")],
+        remove=["X-Debug", "x-forwarded-for"],
+    )
+
+
+def test_set_headers_are_added_and_the_clients_copies_dropped() -> None:
+    pairs = [
+        ("private-token", "forged-by-client"),
+        ("X-TENANT", "other"),
+        ("Connection", "PRIVATE-TOKEN"),  # naming it hop-by-hop doesn't remove ours
+        ("X-Keep", "1"),
+    ]
+    out, _, add = upstream_headers(pairs, index(pairs), rules_with_static())
+    assert add
+    assert out == [("Host", "api.example"), ("X-Keep", "1"), ("PRIVATE-TOKEN", "glpat-route-secret"),
+                   ("X-Tenant", "contoso")]  # fmt: skip
+
+
+def test_remove_headers_are_dropped_whatever_their_case() -> None:
+    pairs = [("x-debug", "1"), ("X-Forwarded-For", "10.0.0.1"), ("X-Debugger", "kept")]
+    out, _, _ = upstream_headers(pairs, index(pairs), rules_with_static())
+    assert [n for n, _ in out] == ["Host", "X-Debugger", "PRIVATE-TOKEN", "X-Tenant"]
+
+
+def test_set_headers_go_with_every_authorization_policy() -> None:
+    pairs = [("Authorization", "Basic dXNlcjpwdw==")]
+    out, _, add = upstream_headers(pairs, index(pairs), rules_with_static("passthrough"))
+    assert not add and out[1:] == [("PRIVATE-TOKEN", "glpat-route-secret"), ("X-Tenant", "contoso"),
+                                   ("Authorization", "Basic dXNlcjpwdw==")]  # fmt: skip
+    out, _, add = upstream_headers(pairs, index(pairs), rules_with_static("move:X-Original-Authorization"))
+    assert add and ("PRIVATE-TOKEN", "glpat-route-secret") in out
+    with pytest.raises(ClientAuthRejected):
+        upstream_headers(pairs, index(pairs), rules_with_static("reject"))
+
+
+def test_rules_never_show_header_values() -> None:
+    assert "glpat-route-secret" not in repr(rules_with_static())
+    assert "glpat-route-secret" not in str(rules_with_static())
