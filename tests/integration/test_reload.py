@@ -19,6 +19,8 @@ async def test_unchanged_routes_keep_their_cookie_jar_and_token(
     async with start(load_config(write_config())) as running:
         async with running.session.get(running.url("/secretapi/api/status")) as resp:
             assert resp.status == 200
+        # Every route's warm-up acquisition must be over before counting: only a reload may add calls.
+        assert await running.daemon.wait_ready(within_s=30)
         calls = stack.entra.token_calls()
         tables = stack_tables(stack)
         tables["routes.more"] = {**tables["routes.otherapi"], "match": {"path_prefix": "/more/"}}
