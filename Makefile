@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench fmt clean
+.PHONY: demo test lint bench bench-overhead fmt clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "bearerd needs Python >= 3.11; set PYTHON=python3.11 or newer")'
@@ -34,6 +34,9 @@ lint: $(STAMP)                 ## ruff + mypy --strict + hadolint
 bench: $(STAMP)                ## bench/run.py: direct vs nginx vs Caddy vs naive proxy vs bearerd (~5 min; BENCH_ARGS=--quick: ~1 min)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+bench-overhead: $(STAMP)       ## bench/overhead.py: CPU per request of bearerd's features over its bare HTTP core (~1 min)
+	$(BIN)/python bench/overhead.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 
 class HeadParsing:
+    __slots__ = ("_body_seen", "_hbytes", "_head_first", "_head_tail", "_headers", "_in_head", "_index")
     _headers: list[tuple[str, str]]
     _index: dict[str, list[str]]
     _hbytes: int
