@@ -23,8 +23,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)                 ## emulator + daemon on localhost, prints curl lines to try
 	$(BIN)/bearerd demo
 
-test: $(STAMP)                 ## the whole test suite, with coverage
-	$(BIN)/pytest --cov=bearerd --cov-report=term:skip-covered
+test: $(STAMP)                 ## the whole test suite, with coverage (two workers: most tests wait on sockets)
+	$(BIN)/pytest -n 2 --cov=bearerd --cov-report=term:skip-covered
 
 lint: $(STAMP)                 ## ruff + mypy --strict + hadolint
 	$(BIN)/ruff check src tests bench
