@@ -377,7 +377,7 @@ async def _probe(
                 fields = {name: values[0] for name, values in response.index.items()}
                 if appproxy_errors.worth_a_look(response.status, fields):
                     head = await read_head(response, appproxy_errors.PEEK_BYTES)
-                answer = Answer(response.status, response.get("location"), tuple(response.getall("www-authenticate")))
+                answer = Answer.of(response)
                 return url, answer, fields, head, latency
     except (UpstreamError, TimeoutError) as exc:
         return url, exc

@@ -29,7 +29,7 @@ from bearerd.proxy.clientkey import ClientKeyCheck
 from bearerd.proxy.exchange import Exchange
 from bearerd.proxy.headers import downstream_headers, upstream_headers
 from bearerd.proxy.intercept import ConnectTarget, Interceptor, route_inside
-from bearerd.proxy.retry import Answer, send_with_token
+from bearerd.proxy.retry import refusable, send_with_token
 from bearerd.proxy.routes import Route, split_absolute, split_target
 from bearerd.proxy.routing import Routing, Upstream
 from bearerd.proxy.websocket import proxy_websocket
@@ -235,7 +235,7 @@ class Proxy:
             await proxy_websocket(request, responder, up, target.upstream_target(), headers, token, exchange)
             return
 
-        body, replayable = await self._request_body(request, up, exchange)
+        body, replayable = await self._request_body(request, up, exchange) if request.has_body else (None, True)
         path = target.upstream_target()
 
         method, pool, read_timeout_s = request.method, up.pool, up.read_timeout_s
@@ -248,12 +248,12 @@ class Proxy:
 
         upstream_started = time.perf_counter()
         response, exchange.retried = await send_with_token(
-            attempt, _answer, UpstreamResponse.release, token=token, provider=up.provider, hosts=up.sign_in_hosts,
+            attempt, refusable, UpstreamResponse.release, token=token, provider=up.provider, hosts=up.sign_in_hosts,
             replayable=replayable,
         )  # fmt: skip
         exchange.upstream_ms = round((time.perf_counter() - upstream_started) * 1000, 2)
         try:
-            head = await _app_proxy_page(response, up)
+            head = await _app_proxy_page(response, up) if response.status in appproxy_errors.STATUSES else b""
             await self._relay(request, responder, response, target, origin, exchange, head)
         finally:
             response.release()
@@ -359,5 +359,3 @@ def _canceller(task: asyncio.Task[object]) -> Callable[[asyncio.Future[None]], N
     return cancel
 
 
-def _answer(response: UpstreamResponse) -> Answer:
-    return Answer(response.status, response.get("location"), tuple(response.getall("www-authenticate")))

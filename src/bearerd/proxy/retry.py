@@ -21,7 +21,7 @@ import base64
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 from bearerd.config.addresses import origin_key
 from bearerd.errors import TokenRejected
@@ -56,6 +56,13 @@ def sign_in_hosts(authority_url: str | None) -> frozenset[str]:
     return frozenset(hosts)
 
 
+class _Response(Protocol):
+    @property
+    def status(self) -> int: ...
+    def get(self, name: str) -> str | None: ...
+    def getall(self, name: str) -> list[str]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Answer:
     """What the flow needs to know of an upstream's answer."""
@@ -63,6 +70,19 @@ class Answer:
     status: int
     location: str | None = None
     www_authenticate: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, response: _Response) -> Answer:
+        return cls(response.status, response.get("location"), tuple(response.getall("www-authenticate")))
+
+
+def refusable(response: _Response) -> Answer | None:
+    """The answer to look at — only a 401 or a redirect can be a refusal or a claims challenge;
+    None for any other, passed on without a look at its headers (nearly every request)."""
+    status = response.status
+    if status != 401 and status not in REDIRECTS:
+        return None
+    return Answer.of(response)
 
 
 def claims_challenge(answer: Answer) -> str | None:
@@ -93,7 +113,7 @@ def refusal(answer: Answer, hosts: Iterable[str]) -> Refusal | None:
 
 async def send_with_token(
     send: Callable[[str | None], Awaitable[A]],
-    answer_of: Callable[[A], Answer],
+    answer_of: Callable[[A], Answer | None],
     discard: Callable[[A], None],
     *,
     token: str | None,
@@ -102,11 +122,15 @@ async def send_with_token(
     replayable: bool,
 ) -> tuple[A, RetryKind | None]:
     """Send with ``token``; retry once as the module docstring says. Returns the attempt to answer
-    with and how it was retried. ``discard`` releases an attempt that won't be answered with."""
+    with and how it was retried. ``answer_of`` may say None for an answer that can't be a
+    refusal (``refusable``: nearly every answer, passed on without a look at its headers).
+    ``discard`` releases an attempt that won't be answered with."""
     attempt = await send(token)
     if token is None:
         return attempt, None
     answer = answer_of(attempt)
+    if answer is None:
+        return attempt, None
     challenge = claims_challenge(answer)
     if challenge is not None:
         claimed = await provider.refresh_with_claims(token, challenge) if replayable else None
@@ -124,7 +148,8 @@ async def send_with_token(
     if new is not None:
         discard(attempt)
         attempt, retried = await send(new), "refused"
-        refused = refusal(answer_of(attempt), hosts)
+        again = answer_of(attempt)
+        refused = refusal(again, hosts) if again is not None else None
     if refused == "sign-in":
         discard(attempt)
         hint = (

@@ -14,7 +14,7 @@ from __future__ import annotations
 from bearerd.h1 import Request, Responder, UpstreamResponse, relay
 from bearerd.proxy import appproxy_errors
 from bearerd.proxy.exchange import Exchange
-from bearerd.proxy.retry import Answer, send_with_token
+from bearerd.proxy.retry import refusable, send_with_token
 from bearerd.proxy.routing import Upstream
 from bearerd.proxy.upstream import upstream_errors
 
@@ -44,7 +44,7 @@ async def proxy_websocket(
 
     response, exchange.retried = await send_with_token(
         attempt,
-        lambda r: Answer(r.status, r.get("location"), tuple(r.getall("www-authenticate"))),
+        refusable,
         UpstreamResponse.release,
         token=token,
         provider=up.provider,
