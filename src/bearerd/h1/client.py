@@ -277,15 +277,12 @@ class UpstreamConnection(HeadParsing, asyncio.Protocol):
                 return
             self._broken(UpstreamProtocolError(f"invalid response: {self._stop_reason or exc}"))
         else:
-            if self._in_head:
-                if self._head_overflow(len(data), self._max_head):
-                    self._broken(UpstreamProtocolError("response head too large"))
-            # Chunk framing or trailers without body bytes: bounded like a head.
-            elif (
-                self._trailers is not None
-                and self._resp is not None
-                and self._metadata_overflow(len(data), self._max_head)
-            ):
+            # A head, or chunk framing and trailers without body bytes, bounded as they arrive.
+            chunked = self._trailers is not None and self._resp is not None
+            overflow = self._feed_overflow(len(data), self._max_head, chunked)
+            if overflow == "head":
+                self._broken(UpstreamProtocolError("response head too large"))
+            elif overflow == "metadata":
                 self._broken(UpstreamProtocolError("chunk metadata or trailers too large"))
         self._stop_reason = ""
 

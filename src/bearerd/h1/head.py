@@ -26,6 +26,15 @@ class HeadParsing:
         self._head_first = False
         self._head_tail = 0
 
+    def _feed_overflow(self, fed: int, cap: int, chunked_body: bool) -> str | None:
+        """After a feed of ``fed`` bytes: "head" when an unfinished head has passed ``cap``,
+        "metadata" when chunk framing or trailers have (only while a chunked body is read), else None."""
+        if self._in_head:
+            return "head" if self._head_overflow(fed, cap) else None
+        if chunked_body and self._metadata_overflow(fed, cap):
+            return "metadata"
+        return None
+
     def _head_overflow(self, fed: int, cap: int) -> bool:
         """``fed`` bytes arrived while a head is unfinished: whether more than ``cap`` have now
         (the feed that began the head is what on_url/on_header count exactly)."""

@@ -189,18 +189,14 @@ class ServerConnection(HeadParsing, asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._parse_failed(exc)
         else:
-            if self._in_head:
-                # Bound what llhttp buffers for a field still in progress; completed fields
-                # are checked exactly in on_url/on_header.
-                if self._head_overflow(len(data), self._head_cap):
-                    self._fail(HeadersTooLarge("request header block too large"))
-            # Chunk framing and trailers without body bytes are bounded the same way
-            # (httptools buffers an unfinished trailer field; extensions are unlimited).
-            elif (
-                self._p_req is not None
-                and self._p_req.chunked
-                and self._metadata_overflow(len(data), self._head_cap)
-            ):
+            # Bound what llhttp buffers for a field still in progress (completed fields are checked
+            # exactly in on_url/on_header), and chunk framing and trailers without body bytes the
+            # same way (httptools buffers an unfinished trailer field; extensions are unlimited).
+            req = self._p_req
+            overflow = self._feed_overflow(len(data), self._head_cap, req is not None and req.chunked)
+            if overflow == "head":
+                self._fail(HeadersTooLarge("request header block too large"))
+            elif overflow == "metadata":
                 self._fail(BadRequest("chunk metadata or trailers too large"))
 
     def eof_received(self) -> bool:
