@@ -11,7 +11,7 @@ in interleaved rounds; per request::
     bearerd  = T(bearerd)   - T(direct)
     features = T(bearerd)   - T(forwarder)     (issue 12's target: <= 30 us)
 
-    python bench/overhead.py [--requests 20000] [--connections 16] [--rounds 5] [--json FILE]
+    python bench/overhead.py [--requests 6000] [--connections 16] [--rounds 30] [--json FILE]
 """
 
 from __future__ import annotations
@@ -195,9 +195,9 @@ async def measure(requests: int, connections: int, rounds: int, access_log: str)
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--requests", type=int, default=6000)
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--access-log", choices=("all", "errors", "off"), default="all")
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args()
