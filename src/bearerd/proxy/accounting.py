@@ -1,7 +1,8 @@
 """After a response has left: its metrics and its access line, both read off the request's ``Exchange``.
 
-Kept off the request path on purpose — the handler schedules ``finished`` for after the response
-is written, so no client waits for bookkeeping. The route's ``access_log`` mode and sample rate
+Kept off the request path on purpose — the handler calls ``finished`` only once the response has
+been written (the core writes as it sends and starts a pipelined next request itself), so no
+client waits for bookkeeping. The route's ``access_log`` mode and sample rate
 decide whether a line is written; metrics always count every request.
 """
 

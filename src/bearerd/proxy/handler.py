@@ -16,6 +16,7 @@ requests inside an intercepted tunnel come back here, ``inside`` naming the tunn
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -90,12 +91,9 @@ class Proxy:
         self._interceptor = interceptor
 
     def handler(self, listener: str) -> Handler:
-        """The core's handler for one listener (its routes are ``routing.tables[listener]``)."""
-
-        async def handle(request: Request, responder: Responder) -> None:
-            await self.handle(request, responder, listener)
-
-        return handle
+        """The core's handler for one listener (its routes are ``routing.tables[listener]``); a
+        partial rather than a wrapping coroutine, one frame less on every request."""
+        return functools.partial(self.handle, listener=listener)
 
     def _inside(self, listener: str) -> Callable[[ConnectTarget], Handler]:
         def handler_for(target: ConnectTarget) -> Handler:
@@ -145,8 +143,9 @@ class Proxy:
             exchange.status = 499 if exchange.client_closed else (responder.status or 500)
             # A relay (blind tunnel, WebSocket) counted its own bytes; everything else is the responder's.
             exchange.bytes_out = exchange.bytes_out or responder.body_bytes
-            # Metrics and the access line after the response has been written: no client waits for them.
-            asyncio.get_running_loop().call_soon(self.accounting.finished, routing, exchange)
+            # Metrics and the access line once the response has been written (the core wrote it
+            # as it was sent, and starts a pipelined next request itself): no client waits for them.
+            self.accounting.finished(routing, exchange)
 
     def _route(
         self, request: Request, routing: Routing, listener: str, exchange: Exchange, inside: ConnectTarget | None
