@@ -40,6 +40,7 @@ class Request(Message):
         "keep_alive",
         "method",
         "target",
+        "task",
         "upgrade",
         "version",
     )
@@ -74,6 +75,8 @@ class Request(Message):
         self._continue_sent = False
         self._responder: Responder | None = None
         self._tunnel: Tunnel | None = None
+        #: The task the core runs this request's handler in (set as it starts; one per request).
+        self.task: asyncio.Task[None] | None = None
 
     # -- fields and connection facts ------------------------------------------------------------
 

@@ -395,7 +395,7 @@ class ServerConnection(HeadParsing, asyncio.Protocol):
         responder = Responder(self, req)
         req._responder = responder
         shared = self._shared
-        task = shared.loop.create_task(self._run(req, responder))
+        task = req.task = shared.loop.create_task(self._run(req, responder))
         shared.tasks.add(task)
         task.add_done_callback(shared.task_done)
 
