@@ -5,7 +5,7 @@ Client, backend and proxy share one event loop (uvloop), so the process's own CP
 unlike a req/s figure. Three targets get the same requests — the backend directly, a bare
 forwarder on ``bearerd.h1`` (server + pool, one header added: the core's floor) and a real
 bearerd ``Daemon`` (token, routing, header hygiene, cookies, retry flow, metrics, access line) —
-in interleaved rounds; per request::
+in interleaved rounds (A B C, C B A, …); per request::
 
     core     = T(forwarder) - T(direct)
     bearerd  = T(bearerd)   - T(direct)
@@ -165,8 +165,11 @@ async def measure(requests: int, connections: int, rounds: int, access_log: str)
                 for run in targets.values():  # warm: pools, caches, the first token
                     await run()
                 samples: dict[str, list[float]] = {name: [] for name in targets}
-                for _ in range(rounds):
-                    for name, run in targets.items():
+                # A B C, C B A, …: a drift within a round (a neighbour's load, the CPU's clock) weighs on
+                # every target alike instead of always on the same neighbour pair.
+                order = list(targets.items())
+                for i in range(rounds):
+                    for name, run in order if i % 2 == 0 else order[::-1]:
                         samples[name].append(await run() / requests * 1e6)
             await forwarder.close()
             await pool.close()

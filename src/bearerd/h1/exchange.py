@@ -29,6 +29,7 @@ Headers = Sequence[tuple[str, str]]
 
 class Request(Message):
     __slots__ = (
+        "_cancel_when_gone",
         "_conn",
         "_continue_sent",
         "_responder",
@@ -77,6 +78,7 @@ class Request(Message):
         self._tunnel: Tunnel | None = None
         #: The task the core runs this request's handler in (set as it starts; one per request).
         self.task: asyncio.Task[None] | None = None
+        self._cancel_when_gone = False
 
     # -- fields and connection facts ------------------------------------------------------------
 
@@ -104,6 +106,12 @@ class Request(Message):
     @property
     def is_gone(self) -> bool:
         return self._conn._lost
+
+    def cancel_when_gone(self) -> None:
+        """Have the core cancel the handler's task as soon as the client connection is lost, so
+        whatever it waits for (an upstream, a token, a pool slot) is abandoned — not only the next
+        read or write failing with ``ClientGone``. Cheaper than a callback on ``gone`` per request."""
+        self._cancel_when_gone = True
 
     @property
     def gone(self) -> asyncio.Future[None]:

@@ -96,6 +96,7 @@ class ServerConnection(HeadParsing, asyncio.Protocol):
         "_drain_waiter",
         "_gone",
         "_handler",
+        "_handling",
         "_head_cap",
         "_limits",
         "_lost",
@@ -137,6 +138,7 @@ class ServerConnection(HeadParsing, asyncio.Protocol):
         self._drain_waiter: asyncio.Future[None] | None = None
         self._gone: asyncio.Future[None] | None = None
         self._current: Request | None = None  # being answered
+        self._handling: Request | None = None  # whose handler runs (also after a take-over)
         self._p_req: Request | None = None  # its body being parsed
         self._pending: list[Request] = []  # at most max_pipelined
         self._deferred: ProxyError | None = None  # a refusal waiting for its turn
@@ -212,6 +214,9 @@ class ServerConnection(HeadParsing, asyncio.Protocol):
         for req in (self._current, self._p_req):
             if req is not None:
                 req._fail(gone)
+        handling = self._handling
+        if handling is not None and handling._cancel_when_gone and handling.task is not None:
+            handling.task.cancel()
         self._pending.clear()
         if self._drain_waiter is not None and not self._drain_waiter.done():
             self._drain_waiter.set_exception(gone)
@@ -388,7 +393,7 @@ class ServerConnection(HeadParsing, asyncio.Protocol):
     # -- dispatch -------------------------------------------------------------------------------
 
     def _start(self, req: Request) -> None:
-        self._current = req
+        self._current = self._handling = req
         self._phase = BUSY
         self.deadline = 0.0
         self._rx_extra = False
@@ -418,6 +423,8 @@ class ServerConnection(HeadParsing, asyncio.Protocol):
             self._handler_returned(req, responder, ok)
 
     def _handler_returned(self, req: Request, responder: Responder, ok: bool) -> None:
+        if self._handling is req:
+            self._handling = None
         if req._tunnel is not None:
             req._tunnel.close()  # the handler's relay is over
         state = responder._state

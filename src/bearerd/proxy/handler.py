@@ -54,7 +54,7 @@ async def send_problem(responder: Responder, error: ProxyError, route: str | Non
     await responder.send(error.status, _reason(error.status), headers, error.body(route))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass costs ~0.4 µs more to build, per request
 class _Target:
     """Where a request goes: its route, the checked path and query, and for forward-proxy clients
     the authority they asked for."""
@@ -115,9 +115,7 @@ class Proxy:
         # upstream, a token, a pool slot) is cancelled, and with it the upstream request.
         task = request.task  # (asyncio.current_task(), without its cost on Python 3.11)
         assert task is not None  # noqa: S101 - the core runs every handler in a task
-        gone = request.gone
-        on_gone = _canceller(task)
-        gone.add_done_callback(on_gone)
+        request.cancel_when_gone()
         try:
             await self._forward(request, responder, routing, listener, exchange, inside)
         except asyncio.CancelledError:
@@ -137,7 +135,6 @@ class Proxy:
         except ClientGone:
             exchange.client_closed = True
         finally:
-            gone.remove_done_callback(on_gone)
             # 499: nginx's convention for "the client closed the connection"; 500: the core answers a
             # handler's surprise with a 500 problem of its own.
             exchange.status = 499 if exchange.client_closed else (responder.status or 500)
@@ -349,12 +346,3 @@ async def _app_proxy_page(response: UpstreamResponse, up: Upstream) -> bytes:
     if problem is not None:
         raise problem
     return head
-
-
-def _canceller(task: asyncio.Task[object]) -> Callable[[asyncio.Future[None]], None]:
-    def cancel(_: asyncio.Future[None]) -> None:
-        task.cancel()
-
-    return cancel
-
-

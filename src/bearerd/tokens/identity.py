@@ -54,6 +54,7 @@ from bearerd.tokens.usercache import PersistentTokenCache, cache_path
 
 log = structlog.get_logger("bearerd.tokens")
 
+
 class _NoReplayCache(dict[Any, Any]):
     """An ``http_cache`` that remembers nothing.
 
