@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import struct
 from collections.abc import Awaitable, Callable
 
 from bearerd.h1 import ClientGone, H1Server, Request, Responder, ServerLimits, serve_tcp
@@ -201,6 +203,43 @@ async def test_client_gone_mid_download_and_gone_future() -> None:
             await until(lambda: srv.connections == 1 and bool(srv._shared.tasks))
         await asyncio.wait_for(gone_seen.wait(), WAIT)
         await until(lambda: not srv._shared.tasks)
+    assert other_tasks() == set()
+
+
+async def test_cancel_when_gone_cancels_the_handler_when_its_client_leaves() -> None:
+    """A handler that opted in is cancelled in the middle of a wait that has nothing to do with
+    the client — on a plain request and after a takeover (the connection is a tunnel by then)."""
+    cancelled: list[str] = []
+    waiting: list[str] = []
+
+    async def handler(request: Request, responder: Responder) -> None:
+        assert request.task is asyncio.current_task()
+        request.cancel_when_gone()
+        if request.target == "/tunnel":
+            await responder.takeover(101, "Switching Protocols", [("Upgrade", "x"), ("Connection", "upgrade")])
+        waiting.append(request.target)
+        try:
+            await asyncio.get_running_loop().create_future()  # nothing but a cancellation ends this
+        except asyncio.CancelledError:
+            cancelled.append(request.target)
+            raise
+
+    async with server(handler) as srv:
+        for target, head in (
+            ("/plain", b"GET /plain HTTP/1.1\r\nHost: h\r\n\r\n"),
+            ("/tunnel", b"GET /tunnel HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\n"),
+        ):
+            async with connect(srv.port) as (_, writer):
+                writer.write(head)
+                await until(lambda t=target: t in waiting)  # type: ignore[misc]
+                assert target not in cancelled
+                # A reset, not a FIN: a tunnel passes an EOF on as a half-close, it does not end there.
+                sock = writer.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                writer.transport.abort()
+            await until(lambda t=target: t in cancelled)  # type: ignore[misc]
+        await until(lambda: not srv._shared.tasks)
+    assert cancelled == ["/plain", "/tunnel"]
     assert other_tasks() == set()
 
 
