@@ -30,7 +30,7 @@ from bearerd.proxy.clientkey import ClientKeyCheck
 from bearerd.proxy.exchange import Exchange
 from bearerd.proxy.headers import downstream_headers, upstream_headers
 from bearerd.proxy.intercept import ConnectTarget, Interceptor, route_inside
-from bearerd.proxy.retry import refusable, send_with_token
+from bearerd.proxy.retry import answer_refusal, refusable
 from bearerd.proxy.routes import Route, split_absolute, split_target
 from bearerd.proxy.routing import Routing, Upstream
 from bearerd.proxy.websocket import proxy_websocket
@@ -243,10 +243,14 @@ class Proxy:
                 return await pool.request(method, path, sent, body, read_timeout_s=read_timeout_s)
 
         upstream_started = time.perf_counter()
-        response, exchange.retried = await send_with_token(
-            attempt, refusable, UpstreamResponse.release, token=token, provider=up.provider, hosts=up.sign_in_hosts,
-            replayable=replayable,
-        )  # fmt: skip
+        response = await attempt(token)
+        if token is not None:  # the one retry flow (retry.py), entered only for a 401 or a redirect
+            answer = refusable(response)
+            if answer is not None:
+                response, exchange.retried = await answer_refusal(
+                    response, answer, attempt, refusable, UpstreamResponse.release, token=token,
+                    provider=up.provider, hosts=up.sign_in_hosts, replayable=replayable,
+                )  # fmt: skip
         exchange.upstream_ms = round((time.perf_counter() - upstream_started) * 1000, 2)
         try:
             head = await _app_proxy_page(response, up) if response.status in appproxy_errors.STATUSES else b""

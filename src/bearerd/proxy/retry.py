@@ -1,7 +1,8 @@
 """The one "send, and on a refused token send once more with a new one" flow.
 
-Every request that carries a token goes through ``send_with_token`` — plain HTTP and WebSocket
-handshakes alike — so refusals are recognised, retried and reported the same way everywhere:
+Every request that carries a token goes through this flow — ``send_with_token`` for WebSocket
+handshakes, its second half ``answer_refusal`` for plain HTTP, which makes the first attempt
+itself — so refusals are recognised, retried and reported the same way everywhere:
 
 * **Claims challenge** (continuous access evaluation: 401 + ``error="insufficient_claims"``):
   one token request carrying the claims, one retry. Without such a token the client gets the
@@ -131,6 +132,26 @@ async def send_with_token(
     answer = answer_of(attempt)
     if answer is None:
         return attempt, None
+    return await answer_refusal(
+        attempt, answer, send, answer_of, discard, token=token, provider=provider, hosts=hosts, replayable=replayable
+    )
+
+
+async def answer_refusal(
+    attempt: A,
+    answer: Answer,
+    send: Callable[[str | None], Awaitable[A]],
+    answer_of: Callable[[A], Answer | None],
+    discard: Callable[[A], None],
+    *,
+    token: str,
+    provider: TokenProvider,
+    hosts: frozenset[str],
+    replayable: bool,
+) -> tuple[A, RetryKind | None]:
+    """The rest of ``send_with_token`` once the first attempt's ``answer`` may be a refusal: for a
+    caller that made the first attempt itself (the HTTP path, to keep a coroutine off every
+    request that is not refused)."""
     challenge = claims_challenge(answer)
     if challenge is not None:
         claimed = await provider.refresh_with_claims(token, challenge) if replayable else None
