@@ -158,7 +158,7 @@ class AccessLog:
         if second != self._second:
             self._second = second
             self._second_text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        return f"{self._second_text}.{int((now - second) * 1e6):06d}Z"
+        return "%s.%06dZ" % (self._second_text, (now - second) * 1e6)  # noqa: UP031 - %d truncates: cheaper than int()
 
 
 ACCESS_LOG = AccessLog()

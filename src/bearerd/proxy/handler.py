@@ -292,10 +292,9 @@ class Proxy:
             def location(value: str) -> str:
                 return route.forward_location(value, authority)
         else:
-            local_origin = f"{request.scheme}://{request.get('host') or 'localhost'}"
 
-            def location(value: str) -> str:
-                return route.local_location(value, local_origin)
+            def location(value: str) -> str:  # the local origin is worked out only for a Location
+                return route.local_location(value, f"{request.scheme}://{request.get('host') or 'localhost'}")
 
         headers = downstream_headers(
             response.headers, response.index, lambda v: jar.response_cookie(v, local_prefix), location
