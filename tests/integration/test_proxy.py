@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from pathlib import Path
@@ -235,3 +236,34 @@ async def test_route_on_its_own_port_passes_paths_unchanged(stack: EmulatorStack
         # The shared listener doesn't serve it.
         async with running.session.get(running.url("/echo/x")) as resp:
             assert resp.status == 404
+
+
+async def test_a_full_pool_answers_503_upstream_busy_with_retry_after(
+    stack: EmulatorStack, write_config: ConfigWriter
+) -> None:
+    """With every pooled connection busy, a request waits ``pool_wait_s`` and then gets 503
+    ``upstream-busy`` with Retry-After, without reaching the upstream; the request holding the
+    connection completes, and the next one after it gets the connection back."""
+    settings = load_config(write_config(pool_max_connections=1, pool_wait_s=0.3))
+    app = stack.apps["secretapi"]
+    async with start(settings) as running:
+
+        async def slow() -> int:
+            async with running.session.get(running.url("/secretapi/slow?seconds=1.5")) as resp:
+                await resp.read()
+                return resp.status
+
+        seen = len(app.requests_seen)
+        holding = asyncio.create_task(slow())
+        await app.wait_for_requests(seen + 1)
+        async with running.session.get(running.url("/secretapi/api/status")) as resp:
+            assert resp.status == 503
+            assert resp.headers["Content-Type"] == PROBLEM
+            assert int(resp.headers["Retry-After"]) >= 1
+            body = await resp.json()
+        assert body["type"] == "urn:bearerd:problem:upstream-busy"
+        assert "pool_max_connections" in body["detail"]
+        assert await holding == 200
+        async with running.session.get(running.url("/secretapi/api/status")) as resp:
+            assert resp.status == 200
+    assert len(app.requests_seen) == seen + 2  # the refused request never reached the upstream
