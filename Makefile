@@ -26,8 +26,9 @@ demo: $(STAMP)                 ## emulator + daemon on localhost, prints curl li
 test: $(STAMP)                 ## the whole test suite, with coverage (two workers: most tests wait on sockets)
 	$(BIN)/pytest -n 2 --cov=bearerd --cov-report=term:skip-covered
 
-lint: $(STAMP)                 ## ruff + mypy --strict + hadolint
+lint: $(STAMP)                 ## ruff (lint and format) + mypy --strict + hadolint
 	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
 

@@ -35,6 +35,7 @@ done = function(summary, latency, requests)
 end
 """
 
+
 async def run_tool(argv: list[str], timeout_s: float) -> str:
     """Run a short-lived tool; killed if the harness is cancelled (Ctrl-C) or it overruns."""
     proc = await asyncio.create_subprocess_exec(

@@ -28,4 +28,3 @@ async def raw_problem(address: tuple[str, int], request: bytes) -> tuple[int, di
     """``raw_exchange`` for refusals: the status and the problem+json document (``{}`` if none)."""
     status, _, body = await raw_exchange(address, request)
     return status, json.loads(body) if body.startswith(b"{") else {}
-
