@@ -7,7 +7,8 @@ close-delimited and drops any framing or connection header the handler passes.
 
 ``ClientGone`` is how a lost client shows up: any pending or later body read or write raises it,
 and ``request.gone`` is a future the handler can race against an upstream wait. The handler
-task itself is never cancelled for it (only by a server shutdown past its grace period).
+task is cancelled for it only when the handler asked (``request.cancel_when_gone()``, as the
+proxy does), or by a server shutdown past its grace period.
 """
 
 from __future__ import annotations
